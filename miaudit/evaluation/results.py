@@ -126,3 +126,41 @@ class AttackEvaluation:
     n_nonmembers: int
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """One complete audit: what was attacked, on which records, and every attack's results.
+
+    Attributes
+    ----------
+    target : dict
+        JSON-ready: ``description``, ``access`` (access level name), ``architecture``,
+        ``train_accuracy``, ``test_accuracy`` (on members / non-members), maybe more.
+    data : dict
+        JSON-ready: ``dataset`` (name), ``source``, ``n_classes``, ``class_names``,
+        ``n_members``, ``n_nonmembers``, ``n_population``, ``split`` (seed and sizes).
+    attacks : list[AttackEvaluation]
+    scores : dict[str, np.ndarray]
+        Per attack name, float64 scores aligned with ``is_member`` (higher = member).
+    is_member : (n_audited,) bool
+    labels : (n_audited,) int64
+        Class of each audited record (labels only; raw records never enter a report).
+    settings : dict
+        JSON-ready evaluation settings: ``fprs``, ``delta``, ``confidence``,
+        ``calibration_fraction``, ``seed``.
+    warnings : list[str]
+        Audit-level caveats (e.g. a target that did not train).
+    seconds : float
+        Wall time of the whole audit.
+    """
+
+    target: dict
+    data: dict
+    attacks: list[AttackEvaluation]
+    scores: dict[str, np.ndarray]
+    is_member: np.ndarray
+    labels: np.ndarray
+    settings: dict
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
