@@ -1,0 +1,156 @@
+"""The ``miaudit`` command: ``demo``, ``audit CONFIG.yaml`` and ``datasets``.
+
+Only this module prints. Bad input ends with exit status 2 and a one-paragraph message that
+names the field or file at fault; a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from miaudit import __version__
+from miaudit.errors import InvalidAuditInput
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="miaudit",
+        description="Audit a trained model for membership inference leakage.",
+    )
+    parser.add_argument("--version", action="version", version=f"miaudit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress, no table")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="audit an overfit MLP on scikit-learn's digits")
+    demo.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder")
+
+    audit = sub.add_parser("audit", help="run the audit a YAML file describes")
+    audit.add_argument("config", type=Path, help="YAML audit file")
+    audit.add_argument("--out", type=Path, help="output folder (default: the file's output)")
+    audit.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+    audit.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow loading a model file that needs pickle (only for files you created)",
+    )
+
+    datasets = sub.add_parser("datasets", help="list the data sets found and where")
+    datasets.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from rich.console import Console
+
+    console = Console(stderr=False, quiet=args.quiet)
+    errors = Console(stderr=True)
+    try:
+        if args.command == "demo":
+            return _run_demo(args, console)
+        if args.command == "audit":
+            return _run_audit_file(args, console)
+        return _list_datasets(args, console)
+    except InvalidAuditInput as error:
+        if args.debug:
+            raise
+        errors.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        errors.print("interrupted; no report was written")
+        return EXIT_INTERRUPTED
+
+
+def _run_demo(args: argparse.Namespace, console) -> int:
+    from miaudit.demo import demo_config
+
+    return _execute(demo_config(), args.out, console, data_dir=None, trust_pickle=False)
+
+
+def _run_audit_file(args: argparse.Namespace, console) -> int:
+    from miaudit.config import load_config
+
+    config = load_config(args.config)
+    out = args.out or config.output
+    if out is None:
+        raise InvalidAuditInput(
+            f"{args.config}: no output folder; give --out DIR or an 'output:' field"
+        )
+    return _execute(config, out, console, data_dir=args.data_dir, trust_pickle=args.trust_pickle)
+
+
+def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from miaudit.pipeline import run_config
+    from miaudit.report import print_summary, write_report
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} epochs, loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    task: list = []
+
+    def on_epoch(epoch: int, n_epochs: int, loss: float) -> None:
+        if not task:
+            task.append(progress.add_task("training the target", total=n_epochs, loss=loss))
+        progress.update(task[0], completed=epoch, loss=loss)
+
+    def on_stage(message: str) -> None:
+        console.log(message)
+
+    with warnings.catch_warnings(record=True) as caught, progress:
+        warnings.simplefilter("always")
+        result = run_config(
+            config,
+            data_dir=data_dir,
+            trust_pickle=trust_pickle,
+            on_stage=on_stage,
+            on_epoch=on_epoch,
+        )
+    paths = write_report(result, out)
+    print_summary(result, console=console)
+    shown = {str(w.message) for w in caught if w.category is not DeprecationWarning}
+    already = set(result.warnings) | {m for a in result.attacks for m in a.warnings}
+    for message in sorted(shown - already):
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    return EXIT_OK
+
+
+def _list_datasets(args: argparse.Namespace, console) -> int:
+    from rich.table import Table
+
+    from miaudit.data import list_datasets
+
+    table = Table(title="miaudit data sets")
+    for column in ("name", "found", "where / why not", "description"):
+        table.add_column(column)
+    for info in list_datasets(args.data_dir):
+        table.add_row(
+            info.name,
+            "yes" if info.found else "no",
+            str(info.location),
+            info.description,
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

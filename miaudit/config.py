@@ -1,0 +1,182 @@
+"""The YAML audit file: its schema, and how it is read with errors that name the field.
+
+Paths inside the file are relative to the file's own folder, so an audit directory can be
+moved or shared as a whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from miaudit.errors import DataNotFoundError, InvalidAuditInput
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSection(_Section):
+    """``name``: a registered data set (``miaudit datasets``) or a path to user data."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitSection(_Section):
+    """Either sizes of a seeded split, or a ``.npz`` of record indices (``members``,
+    ``nonmembers`` and optionally ``population``) for a model trained elsewhere."""
+
+    members: int | None = Field(default=None, gt=0)
+    nonmembers: int | None = Field(default=None, gt=0)
+    population: int | None = Field(default=None, ge=0)
+    seed: int = 0
+    stratify: bool = True
+    indices_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _sizes_or_file(self) -> SplitSection:
+        if self.indices_file is None and (self.members is None or self.nonmembers is None):
+            raise ValueError("give members and nonmembers (sizes), or indices_file")
+        if self.indices_file is not None and (self.members or self.nonmembers):
+            raise ValueError("give either sizes or indices_file, not both")
+        return self
+
+
+class RecipeSection(_Section):
+    """Train the target here: an architecture, its parameters and a training config."""
+
+    architecture: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+
+class SklearnSection(_Section):
+    """Train a scikit-learn classifier as the target (a class name from SKLEARN_MODELS)."""
+
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+
+class TargetSection(_Section):
+    """Exactly one of ``recipe``, ``sklearn`` (train here) or ``model_file`` (load)."""
+
+    recipe: RecipeSection | None = None
+    sklearn: SklearnSection | None = None
+    model_file: Path | None = None
+    access: Literal["auto", "white_box", "logits", "probabilities", "label_only"] = "auto"
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TargetSection:
+        given = [k for k in ("recipe", "sklearn", "model_file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of recipe, sklearn, model_file (got {given or 'none'})"
+            )
+        return self
+
+
+class AttackEntry(_Section):
+    name: str
+
+
+class EvaluationSection(_Section):
+    fprs: list[float] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
+    delta: float = 1e-5
+    confidence: float = 0.95
+    calibration_fraction: float = 0.5
+    seed: int = 0
+
+
+class AuditConfig(_Section):
+    """A whole audit. See README.md for an example."""
+
+    dataset: DatasetSection
+    data_dir: Path | None = None
+    split: SplitSection
+    target: TargetSection
+    attacks: list[str | AttackEntry] | None = None
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    output: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("dataset"), str):
+            data = {**data, "dataset": {"name": data["dataset"]}}
+        return data
+
+    def attack_names(self) -> list[str] | None:
+        if self.attacks is None:
+            return None
+        return [a if isinstance(a, str) else a.name for a in self.attacks]
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        suffix = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        lines.append(f"{where}: {message}{suffix}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = None) -> AuditConfig:
+    """Validate a parsed YAML document; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise InvalidAuditInput(
+            f"{source}: an audit file must be a mapping with keys dataset, split, target, ..."
+            f" (got {type(data).__name__})"
+        )
+    try:
+        config = AuditConfig.model_validate(data)
+    except ValidationError as error:
+        raise InvalidAuditInput(_format_validation_error(error, source)) from None
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
+    return config
+
+
+def load_config(path: str | Path) -> AuditConfig:
+    """Read and validate a YAML audit file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"audit file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidAuditInput(f"{path}: not valid YAML{where}: {error}") from None
+    except UnicodeDecodeError:
+        raise InvalidAuditInput(f"{path}: not a UTF-8 text file") from None
+    return parse_config(data, source=str(path), base_dir=path.parent)
+
+
+def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p)
+
+    target = config.target.model_copy(update={"model_file": fix(config.target.model_file)})
+    split = config.split.model_copy(update={"indices_file": fix(config.split.indices_file)})
+    dataset = config.dataset
+    name_path = base / dataset.name
+    if not dataset.name.isidentifier() and name_path.exists():
+        dataset = dataset.model_copy(update={"name": str(name_path)})
+    return config.model_copy(
+        update={
+            "target": target,
+            "split": split,
+            "dataset": dataset,
+            "data_dir": fix(config.data_dir),
+            "output": fix(config.output),
+        }
+    )

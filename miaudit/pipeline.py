@@ -1,0 +1,270 @@
+"""From a validated audit configuration to an :class:`AuditResult`: load the data, draw or
+read the split, obtain the target (train it, or load it safely), run the audit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from miaudit.audit import EvaluationSettings, run_audit
+from miaudit.config import AuditConfig, RecipeSection, SklearnSection, TargetSection
+from miaudit.data import load_dataset
+from miaudit.data.dataset import Dataset
+from miaudit.data.split import AuditSplit, make_split
+from miaudit.errors import DataNotFoundError, InvalidAuditInput
+from miaudit.evaluation.results import AuditResult
+from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, TorchTarget
+
+EpochCallback = Callable[[int, int, float], None]
+StageCallback = Callable[[str], None]
+
+#: scikit-learn classifiers a YAML file may name; a whitelist, so a config file can never
+#: make us import or instantiate arbitrary code.
+SKLEARN_MODELS = {
+    "LogisticRegression": ("sklearn.linear_model", "LogisticRegression"),
+    "RandomForestClassifier": ("sklearn.ensemble", "RandomForestClassifier"),
+    "GradientBoostingClassifier": ("sklearn.ensemble", "GradientBoostingClassifier"),
+    "MLPClassifier": ("sklearn.neural_network", "MLPClassifier"),
+    "KNeighborsClassifier": ("sklearn.neighbors", "KNeighborsClassifier"),
+    "DecisionTreeClassifier": ("sklearn.tree", "DecisionTreeClassifier"),
+    "SVC": ("sklearn.svm", "SVC"),
+}
+
+
+def build_split(config: AuditConfig, dataset: Dataset) -> AuditSplit:
+    """The seeded split the file describes, or the indices it points to."""
+    section = config.split
+    if section.indices_file is not None:
+        return load_split_file(section.indices_file, dataset.n_records)
+    return make_split(
+        dataset.n_records,
+        n_members=section.members,
+        n_nonmembers=section.nonmembers,
+        n_population=section.population,
+        seed=section.seed,
+        labels=dataset.y if section.stratify else None,
+    )
+
+
+def load_split_file(path: Path, n_records: int) -> AuditSplit:
+    """Read ``members``, ``nonmembers`` (and optional ``population``) indices from ``.npz``."""
+    if not Path(path).is_file():
+        raise DataNotFoundError(f"split.indices_file: {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            missing = {"members", "nonmembers"} - keys
+            if missing:
+                raise InvalidAuditInput(
+                    f"split.indices_file {str(path)!r}: missing keys {sorted(missing)} "
+                    f"(found {sorted(keys)})"
+                )
+            parts = {k: archive[k] for k in ("members", "nonmembers", "population") if k in keys}
+    except (OSError, ValueError) as error:
+        if isinstance(error, InvalidAuditInput):
+            raise
+        raise InvalidAuditInput(
+            f"split.indices_file {str(path)!r}: not a readable .npz file ({error})"
+        ) from None
+    split = AuditSplit(
+        parts["members"],
+        parts["nonmembers"],
+        parts.get("population", np.empty(0, np.int64)),
+        seed=None,
+    )
+    split.check_within(n_records)
+    return split
+
+
+def _access(section: TargetSection, default: AccessLevel) -> AccessLevel:
+    return default if section.access == "auto" else AccessLevel.parse(section.access)
+
+
+def _sklearn_estimator(section: SklearnSection):
+    import importlib
+
+    if section.estimator not in SKLEARN_MODELS:
+        raise InvalidAuditInput(
+            f"target.sklearn.estimator: {section.estimator!r} is not supported; choose one "
+            f"of {', '.join(SKLEARN_MODELS)}"
+        )
+    module, name = SKLEARN_MODELS[section.estimator]
+    cls = getattr(importlib.import_module(module), name)
+    params = dict(section.params)
+    if section.estimator == "SVC":
+        params.setdefault("probability", True)
+    try:
+        estimator = cls(**params)
+        estimator._validate_params()
+    except (TypeError, ValueError) as error:
+        raise InvalidAuditInput(f"target.sklearn.params: {error}") from None
+    return estimator
+
+
+def _torch_recipe(section: RecipeSection):
+    from dataclasses import fields
+
+    from miaudit.models import TorchRecipe, TrainingConfig
+
+    allowed = {f.name for f in fields(TrainingConfig)}
+    unknown = sorted(set(section.training) - allowed)
+    if unknown:
+        raise InvalidAuditInput(
+            f"target.recipe.training: unknown field(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+    try:
+        training = TrainingConfig(**section.training)
+    except TypeError as error:
+        raise InvalidAuditInput(f"target.recipe.training: {error}") from None
+    return TorchRecipe(
+        architecture=section.architecture, arch_params=dict(section.params), training=training
+    )
+
+
+def build_target(
+    config: AuditConfig,
+    dataset: Dataset,
+    split: AuditSplit,
+    *,
+    trust_pickle: bool = False,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[Target, dict]:
+    """Train or load the target; return it with JSON-ready facts for the report."""
+    section = config.target
+    description = section.description
+    if section.recipe is not None:
+        recipe = _torch_recipe(section.recipe)
+        if hasattr(recipe, "validate"):
+            recipe.validate(dataset)
+        trained = recipe.train(
+            dataset,
+            split.members,
+            seed=section.recipe.seed,
+            eval_indices=split.nonmembers,
+            progress=on_epoch,
+        )
+        target = TorchTarget(
+            trained.model,
+            n_classes=dataset.n_classes,
+            access=_access(section, AccessLevel.WHITE_BOX),
+            description=description or f"{section.recipe.architecture} trained by miaudit",
+        )
+        info = {
+            "architecture": section.recipe.architecture,
+            "architecture_params": dict(section.recipe.params),
+            "training": asdict(recipe.training),
+            "training_seed": section.recipe.seed,
+            "training_seconds": round(trained.seconds, 3),
+            "origin": "trained by miaudit from the audit file's recipe",
+        }
+        return target, info
+    if section.sklearn is not None:
+        from miaudit.models import SklearnRecipe
+
+        estimator = _sklearn_estimator(section.sklearn)
+        trained = SklearnRecipe(estimator).train(
+            dataset, split.members, seed=section.sklearn.seed, eval_indices=split.nonmembers
+        )
+        target = SklearnTarget(
+            trained.model,
+            n_classes=dataset.n_classes,
+            access=_access(section, AccessLevel.PROBABILITIES),
+            description=description or f"scikit-learn {section.sklearn.estimator}",
+        )
+        info = {
+            "architecture": section.sklearn.estimator,
+            "architecture_params": trained.model.get_params(deep=False) | {},
+            "training_seconds": round(trained.seconds, 3),
+            "origin": "trained by miaudit from the audit file's recipe",
+        }
+        info["architecture_params"] = {
+            k: v
+            for k, v in info["architecture_params"].items()
+            if isinstance(v, (int, float, str, bool, type(None)))
+        }
+        return target, info
+    return _load_target_file(section, dataset, split, trust_pickle=trust_pickle)
+
+
+def _load_target_file(
+    section: TargetSection, dataset: Dataset, split: AuditSplit, *, trust_pickle: bool
+) -> tuple[Target, dict]:
+    from miaudit.models import load_sklearn_model, load_torch_model
+
+    path = Path(section.model_file)
+    if split.seed is not None:
+        raise InvalidAuditInput(
+            "split: a target loaded from target.model_file was trained elsewhere, so miaudit "
+            "cannot draw its members; give split.indices_file (an .npz with the 'members' "
+            "and 'nonmembers' record indices of that training run)"
+        )
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        module, meta = load_torch_model(path)
+        n_classes = int(meta.get("n_classes", dataset.n_classes))
+        target = TorchTarget(
+            module,
+            n_classes=n_classes,
+            access=_access(section, AccessLevel.WHITE_BOX),
+            description=section.description or f"PyTorch {meta.get('architecture')} from {path.name}",
+        )
+        return target, {"architecture": meta.get("architecture"), "origin": f"loaded from {path.name}"}
+    if suffix in (".skops", ".pkl", ".pickle", ".joblib"):
+        estimator = load_sklearn_model(path, trust_pickle=trust_pickle)
+        target = SklearnTarget(
+            estimator,
+            n_classes=dataset.n_classes,
+            access=_access(section, AccessLevel.PROBABILITIES),
+            description=section.description or f"scikit-learn {type(estimator).__name__} from {path.name}",
+        )
+        return target, {"architecture": type(estimator).__name__, "origin": f"loaded from {path.name}"}
+    raise InvalidAuditInput(
+        f"target.model_file {str(path)!r}: unknown model format {suffix!r}; use .pt/.pth "
+        "(PyTorch state_dict saved by miaudit.models.save_torch_model) or .skops "
+        "(scikit-learn, or .pkl/.joblib with --trust-pickle)"
+    )
+
+
+def run_config(
+    config: AuditConfig,
+    *,
+    data_dir: str | Path | None = None,
+    trust_pickle: bool = False,
+    on_stage: StageCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> AuditResult:
+    """Run the audit an :class:`AuditConfig` describes; nothing is written."""
+    started = time.perf_counter()
+    notify = on_stage or (lambda message: None)
+    notify(f"loading data set {config.dataset.name}")
+    dataset = load_dataset(
+        config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
+    )
+    split = build_split(config, dataset)
+    split.check_within(dataset.n_records)
+    notify("preparing the target")
+    target, info = build_target(
+        config, dataset, split, trust_pickle=trust_pickle, on_epoch=on_epoch
+    )
+    e = config.evaluation
+    settings = EvaluationSettings(
+        fprs=tuple(e.fprs),
+        delta=e.delta,
+        confidence=e.confidence,
+        calibration_fraction=e.calibration_fraction,
+        seed=e.seed,
+    )
+    result = run_audit(
+        target,
+        dataset,
+        split,
+        attacks=config.attack_names(),
+        settings=settings,
+        target_info=info,
+        progress=on_stage,
+    )
+    return replace(result, seconds=time.perf_counter() - started)
