@@ -1,0 +1,85 @@
+"""A short audit summary for the terminal, with rich.
+
+Only the command line calls this (the library itself never prints). User strings are wrapped
+in ``rich.text.Text`` so that an attack called ``[bold]x`` is shown as written, not parsed as
+rich markup.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from miaudit.evaluation.results import AuditResult
+from miaudit.report.json_report import build_report_dict, fpr_key
+
+__all__ = ["print_summary"]
+
+_RISK_STYLES = {"low": "bold green", "medium": "bold yellow", "high": "bold red"}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _tpr_cell(attack: dict, fpr: float, with_ci: bool) -> str:
+    key = fpr_key(fpr)
+    if key not in attack["tpr_at_fpr"]:
+        return "n/a"
+    iv = attack["tpr_at_fpr_interval"][key]
+    text = _fmt(attack["tpr_at_fpr"][key])
+    if with_ci:
+        text += f" [{_fmt(iv['low'])}, {_fmt(iv['high'])}]"
+    if not iv["resolvable"]:
+        text += " †"
+    return text
+
+
+def print_summary(
+    result: AuditResult, console: Console | None = None, report: dict | None = None
+) -> None:
+    """Print the metrics table, the verdict and the warnings of an audit.
+
+    Parameters
+    ----------
+    result : AuditResult
+        The audit to summarise.
+    console : rich.console.Console, optional
+        Where to print; a new stdout console by default. Pass ``Console(width=...)`` for
+        output that does not depend on the terminal (tests, logs).
+    report : dict, optional
+        :func:`build_report_dict` of ``result`` when already built, to avoid redoing it.
+    """
+    console = console if console is not None else Console()
+    report = report if report is not None else build_report_dict(result)
+    table = Table(title="Membership inference attacks", title_justify="left")
+    table.add_column("attack", overflow="fold")
+    table.add_column("AUC", justify="right")
+    table.add_column("TPR@0.1%", justify="right")
+    table.add_column("TPR@1% [CI]", justify="right")
+    table.add_column("advantage", justify="right")
+    table.add_column("ε", justify="right")
+    unresolvable = False
+    for attack in report["attacks"]:
+        unresolvable |= any(not iv["resolvable"] for iv in attack["tpr_at_fpr_interval"].values())
+        table.add_row(
+            Text(attack["name"]),
+            _fmt(attack["auc"]),
+            _tpr_cell(attack, 0.001, with_ci=False),
+            _tpr_cell(attack, 0.01, with_ci=True),
+            _fmt(attack["advantage"]),
+            _fmt(attack["epsilon_lower_bound"], 2),
+        )
+    console.print(table)
+    if unresolvable:
+        console.print("† too few non-members to resolve this FPR", style="dim")
+    verdict = report["verdict"]
+    line = Text("Verdict: ")
+    line.append(verdict["risk"].upper(), style=_RISK_STYLES[verdict["risk"]])
+    line.append(f" — {verdict['reason']}")
+    console.print(line)
+    if report["warnings"]:
+        console.print(Text("Warnings:", style="bold yellow"))
+        for warning in report["warnings"]:
+            console.print(Text(f"  • {warning}"))
