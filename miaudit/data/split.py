@@ -111,13 +111,25 @@ def make_split(
         non-members in proportion (per-class results then exist for every class).
     """
     problems = []
+    if not _is_int(n_records) or n_records < 0:
+        problems.append(f"n_records must be a non-negative integer, got {n_records!r}")
     for name, value in (("n_members", n_members), ("n_nonmembers", n_nonmembers)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if not _is_int(value) or value < 1:
             problems.append(f"{name} must be a positive integer, got {value!r}")
-    if n_population is not None and (
-        not isinstance(n_population, (int, np.integer)) or n_population < 0
-    ):
+    if n_population is not None and (not _is_int(n_population) or n_population < 0):
         problems.append(f"n_population must be a non-negative integer, got {n_population!r}")
+    if not _is_int(seed) or seed < 0:
+        problems.append(f"seed must be a non-negative integer, got {seed!r}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            problems.append(
+                f"labels must be a 1-d integer array, got {labels.dtype} {labels.shape}"
+            )
+        elif _is_int(n_records) and labels.size != n_records:
+            problems.append(f"labels has {labels.size} entries for {n_records} records")
+        elif labels.size and labels.min() < 0:
+            problems.append(f"labels must be class indices >= 0, found {labels.min()}")
     raise_if_problems("make_split", problems)
     rest = n_records - n_members - n_nonmembers
     if rest < 0 or (n_population is not None and n_population > rest):
@@ -131,13 +143,18 @@ def make_split(
     if labels is None:
         order = rng.permutation(n_records)
     else:
-        order = _stratified_order(np.asarray(labels), rng)
-    # Interleave by taking consecutive blocks of a class-interleaved order, so each block
-    # has roughly the class proportions of the whole.
+        order = _stratified_order(labels, rng)
+    # Members, non-members and population are consecutive blocks of one random order; with
+    # labels, the order spreads every class evenly, so each block keeps the class shares.
     members = np.sort(order[:n_members])
     nonmembers = np.sort(order[n_members : n_members + n_nonmembers])
     population = np.sort(order[n_members + n_nonmembers : n_members + n_nonmembers + n_pop])
     return AuditSplit(members, nonmembers, population, seed=int(seed))
+
+
+def _is_int(value: object) -> bool:
+    """An integer count or seed; ``True``/``False`` are refused as likely mistakes."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
