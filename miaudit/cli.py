@@ -93,6 +93,7 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
 def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from miaudit.evaluation import LowFprResolutionWarning, SmallSliceWarning
     from miaudit.pipeline import run_config
     from miaudit.report import print_summary, write_report
 
@@ -125,9 +126,11 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
         )
     paths = write_report(result, out)
     print_summary(result, console=console)
-    shown = {str(w.message) for w in caught if w.category is not DeprecationWarning}
-    already = set(result.warnings) | {m for a in result.attacks for m in a.warnings}
-    for message in sorted(shown - already):
+    # Evaluation caveats are already in the summary (merged across attacks); print the
+    # other warnings raised during the run (e.g. by training) once each.
+    in_summary = (LowFprResolutionWarning, SmallSliceWarning, DeprecationWarning)
+    shown = {str(w.message) for w in caught if not issubclass(w.category, in_summary)}
+    for message in sorted(shown - set(result.warnings)):
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
     return EXIT_OK
@@ -145,7 +148,7 @@ def _list_datasets(args: argparse.Namespace, console) -> int:
         table.add_row(
             info.name,
             "yes" if info.found else "no",
-            str(info.location),
+            str(info.location) if info.found else str(info.reason),
             info.description,
         )
     console.print(table)

@@ -171,6 +171,12 @@ def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
     name_path = base / dataset.name
     if not dataset.name.isidentifier() and name_path.exists():
         dataset = dataset.model_copy(update={"name": str(name_path)})
+    # Options naming files (``y_path`` for a .npy pair) are paths too.
+    options = {
+        key: str(fix(Path(value))) if key.endswith("_path") and isinstance(value, str) else value
+        for key, value in dataset.options.items()
+    }
+    dataset = dataset.model_copy(update={"options": options})
     return config.model_copy(
         update={
             "target": target,

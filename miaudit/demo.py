@@ -10,20 +10,23 @@ from miaudit.config import AuditConfig, parse_config
 
 DEMO_CONFIG: dict = {
     "dataset": {"name": "digits"},
-    # 1,797 digits: 600 members the target trains on, 600 records it never sees, the rest
-    # left to the attacker. Small training sets overfit, which is what an audit must catch.
-    "split": {"members": 600, "nonmembers": 600, "seed": 0},
+    # 1,797 digits: the target trains on only 100 of them, 600 records it never sees are
+    # audited beside them, the rest is left to the attacker. A model that fits 100 records
+    # perfectly for hundreds of epochs memorises them: what an audit must catch.
+    "split": {"members": 100, "nonmembers": 600, "seed": 0},
     "target": {
         "recipe": {
             "architecture": "mlp",
             "params": {"hidden": [256, 256]},
-            # No weight decay and many epochs: the target memorises its members.
+            # No weight decay, a constant learning rate and many epochs: 100% train
+            # accuracy, about 90% test accuracy, and members fitted far more tightly.
             "training": {
-                "epochs": 150,
-                "batch_size": 32,
+                "epochs": 300,
+                "batch_size": 16,
                 "optimizer": "adam",
                 "lr": 0.001,
                 "weight_decay": 0.0,
+                "schedule": "constant",
             },
             "seed": 0,
         },

@@ -210,18 +210,26 @@ def _load_target_file(
             module,
             n_classes=n_classes,
             access=_access(section, AccessLevel.WHITE_BOX),
-            description=section.description or f"PyTorch {meta.get('architecture')} from {path.name}",
+            description=section.description
+            or f"PyTorch {meta.get('architecture')} from {path.name}",
         )
-        return target, {"architecture": meta.get("architecture"), "origin": f"loaded from {path.name}"}
+        return target, {
+            "architecture": meta.get("architecture"),
+            "origin": f"loaded from {path.name}",
+        }
     if suffix in (".skops", ".pkl", ".pickle", ".joblib"):
         estimator = load_sklearn_model(path, trust_pickle=trust_pickle)
         target = SklearnTarget(
             estimator,
             n_classes=dataset.n_classes,
             access=_access(section, AccessLevel.PROBABILITIES),
-            description=section.description or f"scikit-learn {type(estimator).__name__} from {path.name}",
+            description=section.description
+            or f"scikit-learn {type(estimator).__name__} from {path.name}",
         )
-        return target, {"architecture": type(estimator).__name__, "origin": f"loaded from {path.name}"}
+        return target, {
+            "architecture": type(estimator).__name__,
+            "origin": f"loaded from {path.name}",
+        }
     raise InvalidAuditInput(
         f"target.model_file {str(path)!r}: unknown model format {suffix!r}; use .pt/.pth "
         "(PyTorch state_dict saved by miaudit.models.save_torch_model) or .skops "

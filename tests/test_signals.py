@@ -19,7 +19,9 @@ def test_hand_computed_signals_from_probabilities():
     assert s.loss[0] == pytest.approx(-np.log(0.7))
     assert s.confidence[0] == pytest.approx(0.7)
     assert s.scaled_logit[0] == pytest.approx(np.log(0.7 / 0.3))
-    assert s.entropy[0] == pytest.approx(-(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1)))
+    assert s.entropy[0] == pytest.approx(
+        -(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1))
+    )
     mentr = -(1 - 0.7) * np.log(0.7) - 0.2 * np.log(0.8) - 0.1 * np.log(0.9)
     assert s.modified_entropy[0] == pytest.approx(mentr)
     assert s.correct[0] == 1.0
@@ -66,7 +68,9 @@ def test_label_only_has_correctness_alone():
 
 def test_compute_signals_uses_highest_access():
     logits = np.array([[3.0, 0.0], [0.0, 1.0]])
-    s = compute_signals(PrecomputedTarget(logits, output="logits"), np.array([0, 1]), np.array([0, 0]))
+    s = compute_signals(
+        PrecomputedTarget(logits, output="logits"), np.array([0, 1]), np.array([0, 0])
+    )
     assert s.from_logits
     np.testing.assert_array_equal(s.correct, [1.0, 0.0])
 

@@ -141,7 +141,7 @@ def _per_class(
     unresolved: dict[float, int] = dict.fromkeys(fprs, 0)
     for cls, a, b in zip(classes.tolist(), starts.tolist(), stops.tolist(), strict=True):
         cname = class_names[cls] if class_names is not None else str(cls)
-        tag = f"{cls} ({cname})" if class_names is not None else str(cls)
+        tag = f"{cls} ({cname})" if cname != str(cls) else str(cls)
         idx = order[a:b]
         s, m = scores[idx], is_member[idx]
         n_pos = int(np.count_nonzero(m))

@@ -227,6 +227,23 @@ def _attack_dict(attack: AttackEvaluation) -> dict:
     }
 
 
+def merge_attack_warnings(attacks: list[AttackEvaluation]) -> list[str]:
+    """Each distinct attack warning once, prefixed by the attacks that raised it.
+
+    Caveats about the audited records (too few non-members for an FPR, tiny classes) are
+    the same for every attack; listing them once per attack buries the rest.
+    """
+    raised_by: dict[str, list[str]] = {}
+    for attack in attacks:
+        for message in attack.warnings:
+            raised_by.setdefault(message, []).append(attack.name)
+    merged = []
+    for message, names in raised_by.items():
+        who = "all attacks" if len(names) == len(attacks) > 1 else ", ".join(names)
+        merged.append(f"{who}: {message}")
+    return merged
+
+
 def build_report_dict(result: AuditResult) -> dict:
     """Build the ``report.json`` contract from an audit result.
 
@@ -258,9 +275,7 @@ def build_report_dict(result: AuditResult) -> dict:
     data.setdefault("n_members", int(is_member.sum()))
     data.setdefault("n_nonmembers", int((~is_member).sum()))
     data.setdefault("split", None)
-    warnings = list(result.warnings) + [
-        f"{a.name}: {w}" for a in result.attacks for w in a.warnings
-    ]
+    warnings = list(result.warnings) + merge_attack_warnings(result.attacks)
     report = {
         "miaudit_version": __version__,
         "target": target,

@@ -82,12 +82,17 @@ def check_probabilities(proba: np.ndarray, n_rows: int, n_classes: int, source: 
             bad = int((~np.isfinite(proba)).any(axis=1).sum())
             problems.append(f"{bad} rows contain NaN or infinite probabilities")
         elif proba.min() < -1e-6 or proba.max() > 1 + 1e-6:
-            problems.append(f"probabilities must lie in [0, 1], found [{proba.min()}, {proba.max()}]")
+            problems.append(
+                f"probabilities must lie in [0, 1], found [{proba.min()}, {proba.max()}]"
+            )
         else:
             sums = proba.sum(axis=1)
             if np.abs(sums - 1).max() > 1e-3:
                 worst = float(sums[np.argmax(np.abs(sums - 1))])
-                problems.append(f"rows must sum to 1 (a row sums to {worst:.4g}); logits given as probabilities?")
+                problems.append(
+                    f"rows must sum to 1 (a row sums to {worst:.4g}); "
+                    "were logits given as probabilities?"
+                )
     raise_if_problems(source, problems)
     return np.clip(proba, 0.0, 1.0)
 
@@ -109,7 +114,9 @@ def check_labels(labels: np.ndarray, n_rows: int, n_classes: int, source: str) -
     problems = []
     if labels.shape != (n_rows,):
         problems.append(f"expected labels of shape ({n_rows},), got {labels.shape}")
-    elif labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= n_classes):
+    elif labels.size and (
+        labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= n_classes
+    ):
         problems.append(f"labels must be integers in [0, {n_classes})")
     raise_if_problems(source, problems)
     return labels.astype(np.int64)
@@ -139,7 +146,9 @@ class TorchTarget:
         import torch
 
         if not isinstance(module, torch.nn.Module):
-            raise InvalidAuditInput(f"TorchTarget needs a torch.nn.Module, got {type(module).__name__}")
+            raise InvalidAuditInput(
+                f"TorchTarget needs a torch.nn.Module, got {type(module).__name__}"
+            )
         self.module = module
         self.n_classes = int(n_classes)
         self.access = AccessLevel.parse(access)
@@ -397,7 +406,9 @@ def as_target(model, *, n_classes: int, access: AccessLevel | str | None = None)
 
     Already-wrapped targets pass through unchanged.
     """
-    if isinstance(model, (TorchTarget, SklearnTarget, CallableTarget, LabelOnlyTarget, PrecomputedTarget)):
+    if isinstance(
+        model, (TorchTarget, SklearnTarget, CallableTarget, LabelOnlyTarget, PrecomputedTarget)
+    ):
         return model
     try:
         import torch
