@@ -30,7 +30,7 @@ def _tpr_cell(attack: dict, fpr: float, with_ci: bool) -> str:
     iv = attack["tpr_at_fpr_interval"][key]
     text = _fmt(attack["tpr_at_fpr"][key])
     if with_ci:
-        text += f" [{_fmt(iv['low'])}, {_fmt(iv['high'])}]"
+        text += f" [{_fmt(iv['low'])}–{_fmt(iv['high'])}]"
     if not iv["resolvable"]:
         text += " †"
     return text
@@ -57,7 +57,7 @@ def print_summary(
     table.add_column("attack", overflow="fold")
     table.add_column("AUC", justify="right")
     table.add_column("TPR@0.1%", justify="right")
-    table.add_column("TPR@1% [CI]", justify="right")
+    table.add_column("TPR@1% [95% CI]", justify="right", no_wrap=True)
     table.add_column("advantage", justify="right")
     table.add_column("ε", justify="right")
     unresolvable = False

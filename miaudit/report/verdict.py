@@ -156,11 +156,14 @@ def decide_verdict(attacks: Sequence[AttackEvaluation]) -> dict:
         by_attack: dict[str, list[str]] = {}
         for f in decisive:
             by_attack.setdefault(f["attack"], []).append(f["words"])
-        reason = (
-            f"{risk.capitalize()} risk: "
-            + "; ".join(f"{name!r} reached " + " and ".join(w) for name, w in by_attack.items())
-            + "."
-        )
+        # Name the attack with the most decisive figures; count the others, so the reason
+        # stays one sentence however many attacks ran.
+        name, words = max(by_attack.items(), key=lambda item: len(item[1]))
+        reason = f"{risk.capitalize()} risk: {name!r} reached " + " and ".join(words)
+        others = len(by_attack) - 1
+        if others:
+            reason += f" ({others} other attack{'s' if others > 1 else ''} also reached {risk})"
+        reason += "."
     else:
         reason = "Low risk: " + _low_reason(attacks)
     triggers = [{k: v for k, v in f.items() if k != "words"} for f in decisive]
