@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+SOURCES := $(wildcard miaudit tests benchmarks)
 STAMP := $(VENV)/.miaudit-installed
 
 .PHONY: demo test lint format clean
@@ -16,15 +17,15 @@ demo: $(STAMP)
 	$(BIN)/miaudit demo --out results/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check miaudit tests benchmarks
-	$(BIN)/ruff format --check miaudit tests benchmarks
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 
 test: lint
 	$(BIN)/python -m pytest
 
 format: $(STAMP)
-	$(BIN)/ruff format miaudit tests benchmarks
-	$(BIN)/ruff check --fix miaudit tests benchmarks
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache
