@@ -15,12 +15,19 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from miaudit import __version__
-from miaudit.attacks.metric import METRIC_ATTACKS, MetricAttack
+from miaudit.attacks.metric import METRIC_ATTACKS
+from miaudit.attacks.registry import AttackSpec, as_attack_spec
 from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.evaluation import evaluate_attack
 from miaudit.evaluation.results import AuditResult
+from miaudit.references import (
+    ReferenceEvidence,
+    ReferenceSetup,
+    gather_reference_evidence,
+    reference_warnings,
+)
 from miaudit.signals.table import SignalTable, compute_signals
 from miaudit.targets.adapters import AccessLevel, Target, require_access
 
@@ -72,20 +79,6 @@ class EvaluationSettings:
         object.__setattr__(self, "fprs", tuple(sorted(float(f) for f in self.fprs)))
 
 
-def make_attack(spec: str | MetricAttack) -> tuple[str, MetricAttack]:
-    """Turn an attack name (or a configured attack object) into ``(name, attack)``."""
-    if isinstance(spec, str):
-        if spec not in METRIC_ATTACKS:
-            raise InvalidAuditInput(
-                f"unknown attack {spec!r}; available: {', '.join(METRIC_ATTACKS)}"
-            )
-        return spec, MetricAttack(metric=spec)
-    if hasattr(spec, "fit") and hasattr(spec, "score"):
-        name = getattr(spec, "metric", None) or type(spec).__name__
-        return str(name), spec
-    raise InvalidAuditInput(f"an attack must be a name or an object with fit/score, got {spec!r}")
-
-
 def default_attacks(access: AccessLevel) -> list[str]:
     """Every metric attack the access level allows (all of them above label-only)."""
     return [name for name, spec in METRIC_ATTACKS.items() if spec[2] <= access]
@@ -96,10 +89,12 @@ def run_audit(
     dataset: Dataset,
     split: AuditSplit,
     *,
-    attacks: Sequence[str | MetricAttack] | None = None,
+    attacks: Sequence[str | dict | AttackSpec] | None = None,
     settings: EvaluationSettings | None = None,
     target_info: dict | None = None,
+    references: ReferenceSetup | None = None,
     progress: Callable[[str], None] | None = None,
+    on_reference: Callable[[int, int, dict], None] | None = None,
 ) -> AuditResult:
     """Audit ``target`` on the members and non-members of ``split``.
 
@@ -111,13 +106,20 @@ def run_audit(
         The records ``split`` indexes into.
     split : AuditSplit
         Members (trained on), non-members (not), population (attacker's data).
-    attacks : sequence of str or attack objects, optional
-        Default: every metric attack the target's access level allows.
+    attacks : sequence, optional
+        Attack names (``"loss"``, ``"rmia"``), mappings ``{"name": "lira", "online":
+        False, "num_references": 8}``, :class:`AttackSpec` objects or configured attack
+        estimators. Default: every metric attack the target's access level allows.
     settings : EvaluationSettings, optional
     target_info : dict, optional
         Extra JSON-ready facts about the target for the report (architecture, recipe, ...).
+    references : ReferenceSetup, optional
+        How to train reference models; needed by the reference family (LiRA, RMIA,
+        Attack-R), which train ``max(num_references)`` models once and share them.
     progress : callable, optional
         Called with a short message as each stage starts.
+    on_reference : callable, optional
+        ``on_reference(done, total, info)`` as each reference model is trained or loaded.
 
     Returns
     -------
@@ -132,15 +134,24 @@ def run_audit(
             f"the target predicts {target.n_classes} classes but dataset {dataset.name!r} "
             f"has {dataset.n_classes}"
         )
-    specs = list(attacks) if attacks is not None else default_attacks(target.access)
-    if not specs:
+    entries = list(attacks) if attacks is not None else default_attacks(target.access)
+    if not entries:
         raise InvalidAuditInput("no attack to run: the attack list is empty")
-    named = [make_attack(s) for s in specs]
-    names = [name for name, _ in named]
-    if len(set(names)) != len(names):
-        raise InvalidAuditInput(f"attack names must be unique, got {names}")
-    for name, attack in named:  # refuse before any query, not half-way through
-        require_access(target, attack.required_access, f"attack {name!r}")
+    specs = [as_attack_spec(entry) for entry in entries]
+    labels_ = [spec.label for spec in specs]
+    if len(set(labels_)) != len(labels_):
+        raise InvalidAuditInput(
+            f"attack labels must be unique, got {labels_}; give repeated attacks a 'label'"
+        )
+    for spec in specs:  # refuse before any query or training, not half-way through
+        require_access(target, spec.attack.required_access, f"attack {spec.label!r}")
+    n_refs = max((spec.num_references or 0 for spec in specs), default=0)
+    if n_refs and references is None:
+        names = [spec.label for spec in specs if spec.num_references]
+        raise InvalidAuditInput(
+            f"attacks {names} need reference models: give a reference recipe (YAML "
+            "'references: {recipe: ...}', or references=ReferenceSetup(...))"
+        )
 
     notify = progress or (lambda message: None)
     notify("computing signals")
@@ -149,20 +160,28 @@ def run_audit(
     labels = dataset.y[audited]
     queries = audited if target.queries_by_index else dataset.x[audited]
     signals = compute_signals(target, queries, labels)
-
     warnings_ = _target_warnings(signals, is_member, dataset.n_classes)
+
+    evidence = None
+    if n_refs:
+        notify(f"reference models: {n_refs}")
+        evidence = gather_reference_evidence(
+            target, dataset, split, references, n_models=n_refs, progress=on_reference
+        )
+        warnings_ += reference_warnings(evidence, signals, is_member, dataset.n_classes)
+
     evaluations, scores = [], {}
-    for name, attack in named:
-        notify(f"attack {name}")
+    for spec in specs:
+        notify(f"attack {spec.label}")
         t0 = time.perf_counter()
-        score = attack.fit(None).score(signals)
+        score = _run_attack(spec, signals, is_member, evidence, settings.seed)
         seconds = time.perf_counter() - t0
-        _check_scores(name, score, audited.size)
-        scores[name] = score
+        _check_scores(spec.label, score, audited.size)
+        scores[spec.label] = score
         evaluations.append(
             evaluate_attack(
-                name,
-                getattr(attack, "family", "custom"),
+                spec.label,
+                spec.family,
                 score,
                 is_member,
                 labels=labels,
@@ -184,6 +203,8 @@ def run_audit(
         "accuracy_measured_on": "train: the audited members; test: the audited non-members",
         **(target_info or {}),
     }
+    if evidence is not None:
+        info["references"] = evidence.describe()
     data = {
         "dataset": dataset.name,
         "source": dataset.source,
@@ -208,6 +229,32 @@ def run_audit(
         warnings=warnings_,
         seconds=time.perf_counter() - started,
     )
+
+
+def _run_attack(
+    spec: AttackSpec,
+    signals: SignalTable,
+    is_member: np.ndarray,
+    evidence: ReferenceEvidence | None,
+    seed: int,
+) -> np.ndarray:
+    """Fit and score one attack on what its family may know."""
+    attack = spec.attack
+    if spec.family == "reference":
+        assert evidence is not None and spec.num_references is not None
+        refs = evidence.with_models(spec.num_references)
+        attack.fit(
+            refs.audited_references,
+            population_references=refs.population_references,
+            population_target=refs.population_target,
+        )
+        return attack.score(refs.audited_target)
+    if spec.family == "classifier":
+        # The attacker knows part of the membership (MindArmour's setting): cross-fitting
+        # trains on some audited records and scores only the others, in turn.
+        features = attack.features_from_signals(signals)
+        return attack.cross_fit_scores(features, is_member, seed=seed)
+    return attack.fit(None).score(signals)
 
 
 def _check_scores(name: str, score: np.ndarray, n: int) -> None:

@@ -100,17 +100,29 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} epochs, loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.completed}/{task.total} {task.fields[unit]} {task.fields[detail]}"),
         TimeRemainingColumn(),
         console=console,
         transient=True,
     )
-    task: list = []
+    tasks: dict = {}
 
     def on_epoch(epoch: int, n_epochs: int, loss: float) -> None:
-        if not task:
-            task.append(progress.add_task("training the target", total=n_epochs, loss=loss))
-        progress.update(task[0], completed=epoch, loss=loss)
+        if "target" not in tasks:
+            tasks["target"] = progress.add_task(
+                "training the target", total=n_epochs, unit="epochs", detail=""
+            )
+        progress.update(tasks["target"], completed=epoch, detail=f"loss {loss:.4f}")
+
+    def on_reference(done: int, total: int, info: dict) -> None:
+        if "refs" not in tasks:
+            tasks["refs"] = progress.add_task(
+                "reference models", total=total, unit="models", detail=""
+            )
+        acc = info.get("test_accuracy")
+        source = "cached" if info.get("from_cache") else f"{info.get('seconds', 0):.1f} s"
+        detail = f"last: test acc {acc:.3f} ({source})" if acc is not None else ""
+        progress.update(tasks["refs"], completed=done, detail=detail)
 
     def on_stage(message: str) -> None:
         console.log(message)
@@ -123,6 +135,7 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
             trust_pickle=trust_pickle,
             on_stage=on_stage,
             on_epoch=on_epoch,
+            on_reference=on_reference,
         )
     paths = write_report(result, out)
     print_summary(result, console=console)

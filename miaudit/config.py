@@ -82,8 +82,32 @@ class TargetSection(_Section):
         return self
 
 
-class AttackEntry(_Section):
+class AttackEntry(BaseModel):
+    """``{name: rmia, num_references: 4, gamma: 2}``: parameters beyond ``name`` go to the
+    attack and are checked by :func:`miaudit.attacks.registry.build_attack`."""
+
+    model_config = ConfigDict(extra="allow")
     name: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **(self.model_extra or {})}
+
+
+class ReferencesSection(_Section):
+    """How reference models are trained for LiRA, RMIA and Attack-R.
+
+    ``recipe`` defaults to the target's own when miaudit trains the target; a target loaded
+    from a file needs one here. ``queries``: ``auto`` (flips for images, none for tabular
+    data), ``none``, ``flips`` or ``flips_and_shifts``. ``cache_dir``: where trained models
+    are kept (default ``$MIAUDIT_CACHE``, else ``~/.cache/miaudit``). ``population_size``:
+    population records RMIA compares against (default all, at most 10,000).
+    """
+
+    recipe: RecipeSection | None = None
+    queries: Literal["auto", "none", "flips", "flips_and_shifts"] = "auto"
+    cache_dir: Path | None = None
+    seed: int = 0
+    population_size: int | None = Field(default=None, gt=0)
 
 
 class EvaluationSection(_Section):
@@ -102,6 +126,7 @@ class AuditConfig(_Section):
     split: SplitSection
     target: TargetSection
     attacks: list[str | AttackEntry] | None = None
+    references: ReferencesSection | None = None
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     output: Path | None = None
 
@@ -112,10 +137,11 @@ class AuditConfig(_Section):
             data = {**data, "dataset": {"name": data["dataset"]}}
         return data
 
-    def attack_names(self) -> list[str] | None:
+    def attack_entries(self) -> list[str | dict[str, Any]] | None:
+        """Attack names and ``{name, **params}`` mappings, in file order."""
         if self.attacks is None:
             return None
-        return [a if isinstance(a, str) else a.name for a in self.attacks]
+        return [a if isinstance(a, str) else a.as_dict() for a in self.attacks]
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:
@@ -166,6 +192,9 @@ def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
         return p if p is None or p.is_absolute() else (base / p)
 
     target = config.target.model_copy(update={"model_file": fix(config.target.model_file)})
+    references = config.references
+    if references is not None:
+        references = references.model_copy(update={"cache_dir": fix(references.cache_dir)})
     split = config.split.model_copy(update={"indices_file": fix(config.split.indices_file)})
     dataset = config.dataset
     name_path = base / dataset.name
@@ -183,6 +212,7 @@ def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
             "split": split,
             "dataset": dataset,
             "data_dir": fix(config.data_dir),
+            "references": references,
             "output": fix(config.output),
         }
     )

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit, make_split
 from miaudit.errors import DataNotFoundError, InvalidAuditInput
 from miaudit.evaluation.results import AuditResult
+from miaudit.references import ReferenceSetup
 from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, TorchTarget
 
 EpochCallback = Callable[[int, int, float], None]
@@ -105,7 +107,7 @@ def _sklearn_estimator(section: SklearnSection):
     return estimator
 
 
-def _torch_recipe(section: RecipeSection):
+def _torch_recipe(section: RecipeSection, where: str = "target.recipe"):
     from dataclasses import fields
 
     from miaudit.models import TorchRecipe, TrainingConfig
@@ -114,12 +116,14 @@ def _torch_recipe(section: RecipeSection):
     unknown = sorted(set(section.training) - allowed)
     if unknown:
         raise InvalidAuditInput(
-            f"target.recipe.training: unknown field(s) {unknown}; allowed: {sorted(allowed)}"
+            f"{where}.training: unknown field(s) {unknown}; allowed: {sorted(allowed)}"
         )
     try:
         training = TrainingConfig(**section.training)
     except TypeError as error:
-        raise InvalidAuditInput(f"target.recipe.training: {error}") from None
+        raise InvalidAuditInput(f"{where}.training: {error}") from None
+    except InvalidAuditInput as error:
+        raise InvalidAuditInput(f"{where}.training: {error}") from None
     return TorchRecipe(
         architecture=section.architecture, arch_params=dict(section.params), training=training
     )
@@ -132,8 +136,9 @@ def build_target(
     *,
     trust_pickle: bool = False,
     on_epoch: EpochCallback | None = None,
-) -> tuple[Target, dict]:
-    """Train or load the target; return it with JSON-ready facts for the report."""
+) -> tuple[Target, dict, Any]:
+    """Train or load the target; return it, JSON-ready facts for the report, and the recipe
+    that trained it (None for a loaded model: references then need their own recipe)."""
     section = config.target
     description = section.description
     if section.recipe is not None:
@@ -161,12 +166,13 @@ def build_target(
             "training_seconds": round(trained.seconds, 3),
             "origin": "trained by miaudit from the audit file's recipe",
         }
-        return target, info
+        return target, info, recipe
     if section.sklearn is not None:
         from miaudit.models import SklearnRecipe
 
         estimator = _sklearn_estimator(section.sklearn)
-        trained = SklearnRecipe(estimator).train(
+        recipe = SklearnRecipe(estimator)
+        trained = recipe.train(
             dataset, split.members, seed=section.sklearn.seed, eval_indices=split.nonmembers
         )
         target = SklearnTarget(
@@ -186,8 +192,9 @@ def build_target(
             for k, v in info["architecture_params"].items()
             if isinstance(v, (int, float, str, bool, type(None)))
         }
-        return target, info
-    return _load_target_file(section, dataset, split, trust_pickle=trust_pickle)
+        return target, info, recipe
+    target, info = _load_target_file(section, dataset, split, trust_pickle=trust_pickle)
+    return target, info, None
 
 
 def _load_target_file(
@@ -237,6 +244,25 @@ def _load_target_file(
     )
 
 
+def build_reference_setup(config: AuditConfig, target_recipe: Any) -> ReferenceSetup | None:
+    """The references section, with the target's recipe as the default recipe."""
+    section = config.references
+    recipe = target_recipe
+    if section is not None and section.recipe is not None:
+        recipe = _torch_recipe(section.recipe, where="references.recipe")
+    if recipe is None:
+        return None  # run_audit names the attacks that needed one
+    if section is None:
+        return ReferenceSetup(recipe=recipe)
+    return ReferenceSetup(
+        recipe=recipe,
+        queries=section.queries,
+        cache_dir=section.cache_dir,
+        seed=section.seed,
+        population_size=section.population_size,
+    )
+
+
 def run_config(
     config: AuditConfig,
     *,
@@ -244,6 +270,7 @@ def run_config(
     trust_pickle: bool = False,
     on_stage: StageCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    on_reference: Callable[[int, int, dict], None] | None = None,
 ) -> AuditResult:
     """Run the audit an :class:`AuditConfig` describes; nothing is written."""
     started = time.perf_counter()
@@ -255,9 +282,10 @@ def run_config(
     split = build_split(config, dataset)
     split.check_within(dataset.n_records)
     notify("preparing the target")
-    target, info = build_target(
+    target, info, target_recipe = build_target(
         config, dataset, split, trust_pickle=trust_pickle, on_epoch=on_epoch
     )
+    references = build_reference_setup(config, target_recipe)
     e = config.evaluation
     settings = EvaluationSettings(
         fprs=tuple(e.fprs),
@@ -270,9 +298,11 @@ def run_config(
         target,
         dataset,
         split,
-        attacks=config.attack_names(),
+        attacks=config.attack_entries(),
         settings=settings,
         target_info=info,
+        references=references,
         progress=on_stage,
+        on_reference=on_reference,
     )
     return replace(result, seconds=time.perf_counter() - started)

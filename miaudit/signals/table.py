@@ -29,6 +29,8 @@ class SignalTable:
 
     ``labels`` are the records' true classes, ``predicted`` the target's predicted classes.
     ``from_logits`` records whether the signals came from logits (exact) or probabilities.
+    ``log_proba`` (and ``logits``, when the target exposes them) are the ``(n, n_classes)``
+    outputs themselves, kept for attacks that learn from whole prediction vectors.
     """
 
     labels: np.ndarray
@@ -39,6 +41,8 @@ class SignalTable:
     scaled_logit: np.ndarray | None = None
     entropy: np.ndarray | None = None
     modified_entropy: np.ndarray | None = None
+    log_proba: np.ndarray | None = None
+    logits: np.ndarray | None = None
     from_logits: bool = False
 
     @property
@@ -79,7 +83,11 @@ def _log1mexp(a: np.ndarray) -> np.ndarray:
 
 
 def signals_from_log_proba(
-    log_proba: np.ndarray, labels: np.ndarray, *, scaled_logit: np.ndarray, from_logits: bool
+    log_proba: np.ndarray,
+    labels: np.ndarray,
+    *,
+    scaled_logit: np.ndarray,
+    logits: np.ndarray | None = None,
 ) -> SignalTable:
     """All signals from a ``(n, k)`` matrix of log-probabilities (rows log-sum to 0)."""
     n = labels.size
@@ -102,7 +110,9 @@ def signals_from_log_proba(
         scaled_logit=scaled_logit,
         entropy=entropy,
         modified_entropy=modified_entropy,
-        from_logits=from_logits,
+        log_proba=log_proba,
+        logits=logits,
+        from_logits=logits is not None,
     )
 
 
@@ -114,7 +124,7 @@ def signals_from_logits(logits: np.ndarray, labels: np.ndarray) -> SignalTable:
     masked = logits.copy()
     masked[rows, labels] = -np.inf
     phi = logits[rows, labels] - logsumexp(masked, axis=1)
-    return signals_from_log_proba(log_proba, labels, scaled_logit=phi, from_logits=True)
+    return signals_from_log_proba(log_proba, labels, scaled_logit=phi, logits=logits)
 
 
 def signals_from_proba(proba: np.ndarray, labels: np.ndarray) -> SignalTable:
@@ -128,7 +138,7 @@ def signals_from_proba(proba: np.ndarray, labels: np.ndarray) -> SignalTable:
     others = proba.copy()
     others[rows, labels] = 0.0
     phi = log_proba[rows, labels] - np.log(np.maximum(others.sum(axis=1), _TINY))
-    return signals_from_log_proba(log_proba, labels, scaled_logit=phi, from_logits=False)
+    return signals_from_log_proba(log_proba, labels, scaled_logit=phi)
 
 
 def signals_from_labels(predicted: np.ndarray, labels: np.ndarray) -> SignalTable:
