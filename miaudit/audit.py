@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from miaudit import __version__
+from miaudit.attacks.classifier import features_from_signals
 from miaudit.attacks.metric import METRIC_ATTACKS
 from miaudit.attacks.registry import AttackSpec, as_attack_spec
 from miaudit.data.dataset import Dataset
@@ -174,7 +175,9 @@ def run_audit(
     for spec in specs:
         notify(f"attack {spec.label}")
         t0 = time.perf_counter()
-        score = _run_attack(spec, signals, is_member, evidence, settings.seed)
+        score = run_attack_spec(
+            spec, signals, is_member, evidence, seed=settings.seed, n_classes=dataset.n_classes
+        )
         seconds = time.perf_counter() - t0
         _check_scores(spec.label, score, audited.size)
         scores[spec.label] = score
@@ -231,18 +234,20 @@ def run_audit(
     )
 
 
-def _run_attack(
+def run_attack_spec(
     spec: AttackSpec,
     signals: SignalTable,
     is_member: np.ndarray,
     evidence: ReferenceEvidence | None,
+    *,
     seed: int,
+    n_classes: int,
 ) -> np.ndarray:
     """Fit and score one attack on what its family may know."""
     attack = spec.attack
     if spec.family == "reference":
         assert evidence is not None and spec.num_references is not None
-        refs = evidence.with_models(spec.num_references)
+        refs = evidence.with_models(min(spec.num_references, evidence.n_models))
         attack.fit(
             refs.audited_references,
             population_references=refs.population_references,
@@ -252,7 +257,11 @@ def _run_attack(
     if spec.family == "classifier":
         # The attacker knows part of the membership (MindArmour's setting): cross-fitting
         # trains on some audited records and scores only the others, in turn.
-        features = attack.features_from_signals(signals)
+        features = features_from_signals(
+            signals,
+            attack.features,
+            n_classes=n_classes,
+        )
         return attack.cross_fit_scores(features, is_member, seed=seed)
     return attack.fit(None).score(signals)
 

@@ -132,3 +132,20 @@ def test_evaluation_settings_validation():
         EvaluationSettings(fprs=(0.0, 2.0), delta=1.5, calibration_fraction=1.0)
     text = str(info.value)
     assert "fprs" in text and "delta" in text and "calibration_fraction" in text
+
+
+def test_classifier_attack_runs_in_the_audit_with_cross_fitting(digits):
+    small = make_split(digits.n_records, n_members=100, n_nonmembers=600, seed=1, labels=digits.y)
+    target = _mlp_target(digits, small.members, epochs=300, hidden=(256, 256), batch_size=16)
+    entry = {"name": "classifier", "method": "lr", "params": {"C": [0.1, 1.0]}}
+    result = run_audit(target, digits, small, attacks=[entry, "loss"])
+    names = [a.name for a in result.attacks]
+    assert names == ["classifier_lr", "loss"]
+    assert result.attacks[0].family == "classifier"
+    assert result.attacks[0].auc > 0.55
+
+
+def test_reference_attack_without_recipe_is_a_clear_error(digits, split):
+    target = CallableTarget(lambda x: np.full((len(x), 10), 0.1), n_classes=10)
+    with pytest.raises(InvalidAuditInput, match="need reference models"):
+        run_audit(target, digits, split, attacks=["rmia"])

@@ -1,0 +1,221 @@
+"""Self-audit experiments: the research protocol of LiRA and RMIA.
+
+miaudit trains ``n_references + n_targets`` models by one recipe on random halves of one
+data set. Model ``t`` (t < n_targets) in turn plays the target: the records it trained on
+are the members, the others the non-members, and ``n_references`` of the remaining models
+are its references. Every record is audited, any model can serve as the target, and the
+results of several targets average into tighter figures (Carlini et al. 2022, §V-A;
+Zarifzadeh et al. 2024, §5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from miaudit.attacks.registry import AttackSpec, as_attack_spec
+from miaudit.audit import EvaluationSettings, run_attack_spec
+from miaudit.data.dataset import Dataset
+from miaudit.errors import InvalidAuditInput
+from miaudit.evaluation import evaluate_attack
+from miaudit.evaluation.results import AttackEvaluation
+from miaudit.references import DEFAULT_POPULATION_SIZE, ReferenceEvidence, _query_set
+from miaudit.signals.observations import Observations
+from miaudit.signals.table import compute_signals
+from miaudit.targets.adapters import TorchTarget
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """One model audited as the target: its accuracies and every attack's evaluation."""
+
+    target_index: int
+    train_accuracy: float
+    test_accuracy: float
+    attacks: list[AttackEvaluation]
+
+
+@dataclass(frozen=True)
+class SelfAuditResult:
+    """All targets of one self-audit, plus the cost of the reference models."""
+
+    runs: list[TargetRun]
+    n_references: int
+    reference_seconds: list[float] = field(default_factory=list)
+    models_from_cache: int = 0
+
+    def summary(self) -> list[dict]:
+        """One row per attack: figures averaged over the targets (mean and std)."""
+        names = [a.name for a in self.runs[0].attacks]
+        rows = []
+        for i, name in enumerate(names):
+            evals = [run.attacks[i] for run in self.runs]
+            row = {"attack": name, "K": self.n_references, "n_targets": len(evals)}
+            row["auc"] = float(np.mean([e.auc for e in evals]))
+            row["auc_std"] = float(np.std([e.auc for e in evals]))
+            for fpr, key in ((0.01, "tpr@1%"), (0.001, "tpr@0.1%")):
+                points = [e.tpr_at_fpr[fpr] for e in evals]
+                row[key] = float(np.mean([p.tpr for p in points]))
+                row[key + "_ci"] = (
+                    float(np.mean([p.ci_low for p in points])),
+                    float(np.mean([p.ci_high for p in points])),
+                )
+            row["seconds"] = float(np.mean([e.seconds for e in evals]))
+            rows.append(row)
+        return rows
+
+
+def self_audit(
+    recipe,
+    dataset: Dataset,
+    *,
+    n_references: int,
+    n_targets: int = 1,
+    attacks: Sequence[str | dict | AttackSpec] = ("lira", "rmia", "attack_r", "loss"),
+    queries: str = "auto",
+    seed: int = 0,
+    cache=None,
+    population_size: int | None = None,
+    settings: EvaluationSettings | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> SelfAuditResult:
+    """Train (or load from the cache) the models and audit ``n_targets`` of them.
+
+    Parameters
+    ----------
+    recipe
+        Recipe of every model (targets and references alike).
+    dataset : Dataset
+        Every record is a candidate: each model trains on a random half.
+    n_references, n_targets : int
+        Reference models per target, and how many models serve as targets in turn.
+    attacks : sequence
+        As for :func:`miaudit.audit.run_audit`; reference attacks use at most
+        ``n_references`` models (their own ``num_references`` if smaller).
+    queries : str
+        Augmentation queries (``"auto"``: flips for images, none for tabular data).
+    seed : int
+        Seed of the inclusion matrix and of every model.
+    cache : ModelCache, optional
+        Default: ``ModelCache.default()``.
+    population_size : int, optional
+        Records RMIA compares against (a seeded random subset of the data set).
+    """
+    from miaudit.compute import ModelCache, ReferencePool
+
+    if n_references < 1 or n_targets < 1:
+        raise InvalidAuditInput(
+            f"self_audit: n_references and n_targets must be positive, got "
+            f"{n_references} and {n_targets}"
+        )
+    settings = settings or EvaluationSettings()
+    specs = [as_attack_spec(a) for a in attacks]
+    query_name, query_set = _query_set(queries, dataset)
+    records = np.arange(dataset.n_records)
+    n_models = n_references + n_targets
+    pool = ReferencePool(
+        recipe,
+        dataset,
+        records,
+        n_models=n_models,
+        seed=seed,
+        cache=cache or ModelCache.default(),
+    )
+    trained = pool.train(progress=progress)
+    infos = [pool.model_info(k) for k in range(n_models)]
+    observed = pool.observe(records, queries=query_set)
+    rng = np.random.default_rng(seed)
+    z_size = min(records.size, population_size or DEFAULT_POPULATION_SIZE)
+    z_rows = np.sort(rng.choice(records.size, size=z_size, replace=False))
+
+    runs = []
+    for t in range(n_targets):
+        others = np.array([k for k in range(n_models) if k != t])
+        is_member = observed.inclusion[t].copy()
+        target_obs = Observations(
+            records, observed.scaled_logit[[t]], observed.log_confidence[[t]], None
+        )
+        target = TorchTarget(trained[t].model, n_classes=dataset.n_classes, access="logits")
+        signals = compute_signals(target, dataset.x, dataset.y)
+        runs.append(
+            TargetRun(
+                target_index=t,
+                train_accuracy=float(signals.correct[is_member].mean()),
+                test_accuracy=float(signals.correct[~is_member].mean()),
+                attacks=_audit_one_target(
+                    specs,
+                    signals,
+                    is_member,
+                    dataset,
+                    settings,
+                    observed.select_models(others),
+                    target_obs,
+                    z_rows,
+                    infos,
+                    query_name,
+                    n_references,
+                ),
+            )
+        )
+    return SelfAuditResult(
+        runs=runs,
+        n_references=n_references,
+        reference_seconds=[float(i.get("seconds") or 0.0) for i in infos],
+        models_from_cache=sum(bool(i.get("from_cache")) for i in infos),
+    )
+
+
+def _audit_one_target(
+    specs: list[AttackSpec],
+    signals,
+    is_member: np.ndarray,
+    dataset: Dataset,
+    settings: EvaluationSettings,
+    references: Observations,
+    target_obs: Observations,
+    z_rows: np.ndarray,
+    infos: list[dict],
+    query_name: str,
+    n_references: int,
+) -> list[AttackEvaluation]:
+    evidence = ReferenceEvidence(
+        audited_references=references,
+        audited_target=target_obs,
+        population_references=references.select_records(z_rows),
+        population_target=target_obs.select_records(z_rows),
+        model_info=infos,
+        queries=query_name,
+    )
+    evaluations = []
+    for spec in specs:
+        k = min(spec.num_references or n_references, n_references)
+        t0 = time.perf_counter()
+        scores = run_attack_spec(
+            spec,
+            signals,
+            is_member,
+            evidence.with_models(k),
+            seed=settings.seed,
+            n_classes=dataset.n_classes,
+        )
+        seconds = time.perf_counter() - t0
+        evaluations.append(
+            evaluate_attack(
+                spec.label,
+                spec.family,
+                scores,
+                is_member,
+                labels=dataset.y,
+                class_names=dataset.class_names,
+                fprs=settings.fprs,
+                delta=settings.delta,
+                confidence=settings.confidence,
+                calibration_fraction=settings.calibration_fraction,
+                seed=settings.seed,
+                seconds=seconds,
+            )
+        )
+    return evaluations
