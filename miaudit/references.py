@@ -69,6 +69,10 @@ class ReferenceEvidence:
     model_info: list[dict] = field(default_factory=list)
     queries: str = "none"
 
+    @property
+    def n_models(self) -> int:
+        return self.audited_references.n_models
+
     def with_models(self, k: int) -> ReferenceEvidence:
         """The same evidence restricted to the first ``k`` reference models."""
         models = np.arange(k)

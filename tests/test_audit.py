@@ -137,12 +137,14 @@ def test_evaluation_settings_validation():
 def test_classifier_attack_runs_in_the_audit_with_cross_fitting(digits):
     small = make_split(digits.n_records, n_members=100, n_nonmembers=600, seed=1, labels=digits.y)
     target = _mlp_target(digits, small.members, epochs=300, hidden=(256, 256), batch_size=16)
-    entry = {"name": "classifier", "method": "lr", "params": {"C": [0.1, 1.0]}}
+    # On the loss alone a learned attack recovers the loss threshold (AUC ~0.69 here); the
+    # MindArmour default [loss, logits] needs more members than 50 per fold to learn.
+    entry = {"name": "classifier", "method": "lr", "params": {"C": [1.0]}, "features": ["loss"]}
     result = run_audit(target, digits, small, attacks=[entry, "loss"])
     names = [a.name for a in result.attacks]
     assert names == ["classifier_lr", "loss"]
     assert result.attacks[0].family == "classifier"
-    assert result.attacks[0].auc > 0.55
+    assert result.attacks[0].auc > 0.6
 
 
 def test_reference_attack_without_recipe_is_a_clear_error(digits, split):
