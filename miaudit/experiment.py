@@ -1,9 +1,9 @@
 """Self-audit experiments: the research protocol of LiRA and RMIA.
 
-miaudit trains ``n_references + n_targets`` models by one recipe on random halves of one
-data set. Model ``t`` (t < n_targets) in turn plays the target: the records it trained on
-are the members, the others the non-members, and ``n_references`` of the remaining models
-are its references. Every record is audited, any model can serve as the target, and the
+miaudit trains models by one recipe on random halves of one data set (in complementary
+pairs, see :class:`~miaudit.compute.ReferencePool`). Model ``t`` (t < n_targets) in turn
+plays the target: the records it trained on are the members, the others the non-members,
+and ``n_references`` models from other pairs are its references. Every record is audited, any model can serve as the target, and the
 results of several targets average into tighter figures (Carlini et al. 2022, §V-A;
 Zarifzadeh et al. 2024, §5).
 """
@@ -104,7 +104,7 @@ def self_audit(
     population_size : int, optional
         Records RMIA compares against (a seeded random subset of the data set).
     """
-    from miaudit.compute import ModelCache, ReferencePool
+    from miaudit.compute import ModelCache, ReferencePool, self_audit_size
 
     if n_references < 1 or n_targets < 1:
         raise InvalidAuditInput(
@@ -115,7 +115,11 @@ def self_audit(
     specs = [as_attack_spec(a) for a in attacks]
     query_name, query_set = _query_set(queries, dataset)
     records = np.arange(dataset.n_records)
-    n_models = n_references + n_targets
+    # Model k's pair partner trained on exactly the records k did not: as a reference it
+    # would make the references' IN count reveal the target's membership. Targets are
+    # audited with references from other pairs only, so that every record is IN for half
+    # of its references whatever the target did.
+    n_models = self_audit_size(n_references, n_targets)
     pool = ReferencePool(
         recipe,
         dataset,
@@ -133,7 +137,7 @@ def self_audit(
 
     runs = []
     for t in range(n_targets):
-        others = np.array([k for k in range(n_models) if k != t])
+        others = pool.references_for(t)[:n_references]
         is_member = observed.inclusion[t].copy()
         target_obs = Observations(
             records, observed.scaled_logit[[t]], observed.log_confidence[[t]], None

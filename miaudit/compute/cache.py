@@ -1,0 +1,386 @@
+"""Content-addressed cache of trained models, so that a rerun never retrains what it has.
+
+A model trained by a recipe is a pure function of ``(recipe, data, training indices,
+seed)``; its cache key is the sha256 of exactly those four things (:func:`cache_key`).
+Nothing else (the pool a model belongs to, its position in it, the host) enters the key,
+so a pool that grows from 4 to 8 models, another audit on the same data, or a second
+process finds the models already trained.
+
+Layout under the cache root (default ``$MIAUDIT_CACHE``, else ``~/.cache/miaudit``)::
+
+    <key[:2]>/<key>.pt       PyTorch weights, as miaudit.models.save_torch_model writes them
+    <key[:2]>/<key>.skops    scikit-learn models, written with skops
+    <key[:2]>/<key>.json     metadata: accuracies, seconds, seed, n_train, sha256 of the model
+
+Crash safety. Every file is written to a temporary file in the same folder, flushed to
+disk and renamed over its final name (``os.replace``, atomic on POSIX and Windows), and
+the metadata is written last. An entry exists only once its metadata does, and the
+metadata holds the sha256 of the model file, so a process killed at any moment leaves
+either a complete entry, or an orphan model file / temporary file that no reader uses
+(the next ``put`` of that key overwrites it). An entry whose metadata or model cannot be
+read, or whose model does not match its checksum, counts as missing: ``get`` warns with
+:class:`CacheWarning` and returns None, and the caller retrains and overwrites it.
+
+Safety. PyTorch models are loaded with ``torch.load(weights_only=True)`` and rebuilt from
+the architecture registry (:func:`~miaudit.models.load_torch_model`); scikit-learn models
+with ``skops.io``, trusting only the types recorded when the entry was written, and only
+after the file's checksum matched. Nothing in the cache is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from miaudit.data.dataset import Dataset
+from miaudit.errors import InvalidAuditInput
+from miaudit.models.recipes import TrainedModel
+from miaudit.models.serialization import load_torch_model, save_torch_model
+
+__all__ = [
+    "CACHE_ENV",
+    "CacheWarning",
+    "CachedModel",
+    "ModelCache",
+    "cache_key",
+    "data_fingerprint",
+    "default_cache_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "MIAUDIT_CACHE"
+_ENTRY_FORMAT = "miaudit.cache_entry"
+# Bump when the entry layout changes; old entries then count as missing, not corrupt.
+_ENTRY_VERSION = 1
+_KEY_VERSION = 1
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be used (unreadable, or its checksum does not match)."""
+
+
+def default_cache_dir() -> Path:
+    """``$MIAUDIT_CACHE`` when set (and not empty), else ``~/.cache/miaudit``."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "miaudit"
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """sha256 hex digest of a data set's records, labels, shapes, dtypes and class count.
+
+    Names and sources are left out: the same arrays loaded from another path train the
+    same models. Hashing reads every byte once (about a second for CIFAR-10's 600 MB), so
+    compute it once per pool, not per model.
+    """
+    x = np.ascontiguousarray(dataset.x)
+    y = np.ascontiguousarray(dataset.y)
+    header = {
+        "x": [str(x.dtype), list(x.shape)],
+        "y": [str(y.dtype), list(y.shape)],
+        "n_classes": int(dataset.n_classes),
+    }
+    h = hashlib.sha256(json.dumps(header, sort_keys=True).encode("ascii"))
+    h.update(memoryview(x).cast("B"))
+    h.update(memoryview(y).cast("B"))
+    return h.hexdigest()
+
+
+def cache_key(recipe_fingerprint: str, data_fp: str, indices: np.ndarray, seed: int) -> str:
+    """The key of the model that ``recipe`` trains on ``indices`` of a data set with ``seed``.
+
+    Parameters
+    ----------
+    recipe_fingerprint : str
+        ``recipe.fingerprint()``.
+    data_fp : str
+        :func:`data_fingerprint` of the data set.
+    indices : (n_train,) int array
+        Training records; their order does not matter (they are sorted here), because
+        recipes draw the batch order from the seed, not from the order of the indices.
+    seed : int
+        The seed passed to ``recipe.train``.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    idx = np.sort(np.asarray(indices, dtype=np.int64))
+    payload = {
+        "version": _KEY_VERSION,
+        "recipe": str(recipe_fingerprint),
+        "data": str(data_fp),
+        "indices": hashlib.sha256(idx.astype("<i8").tobytes()).hexdigest(),
+        "n_train": int(idx.size),
+        "seed": int(seed),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class CachedModel:
+    """A model found in (or just written to) the cache.
+
+    Attributes
+    ----------
+    key : str
+        Its cache key.
+    trained : TrainedModel
+        The model (PyTorch models on the CPU, in eval mode) and its recorded accuracies,
+        training seconds, seed and training-set size.
+    path : Path
+        The model file.
+    """
+
+    key: str
+    trained: TrainedModel
+    path: Path
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _replace_durably(tmp: Path, final: Path) -> None:
+    """Flush ``tmp`` to disk, then rename it over ``final`` (atomic)."""
+    _fsync(tmp)
+    os.replace(tmp, final)
+
+
+def _write_via_temp(final: Path, write: Callable[[Path], None]) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        _replace_durably(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class ModelCache:
+    """Trained models on disk, keyed by :func:`cache_key`.
+
+    Parameters
+    ----------
+    root : path-like, optional
+        Cache folder, created when first written to. Default: :func:`default_cache_dir`.
+
+    Notes
+    -----
+    Several processes may share one cache: writes are atomic, and two processes that
+    train the same key race harmlessly (the last complete write wins; in the rare
+    interleaving where one's metadata meets the other's model file, the checksum fails
+    and the entry is retrained once).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+
+    @classmethod
+    def default(cls) -> ModelCache:
+        """The cache at :func:`default_cache_dir`."""
+        return cls(None)
+
+    def __repr__(self) -> str:
+        return f"ModelCache({str(self.root)!r})"
+
+    # ---------------------------------------------------------------- paths
+
+    def _check_key(self, key: str) -> str:
+        if not (
+            isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key)
+        ):
+            raise InvalidAuditInput(f"cache key must be 64 lowercase hex digits, got {key!r}")
+        return key
+
+    def _folder(self, key: str) -> Path:
+        return self.root / key[:2]
+
+    def metadata_path(self, key: str) -> Path:
+        """Where the metadata of ``key`` lives (an entry exists iff this file does)."""
+        return self._folder(self._check_key(key)) / f"{key}.json"
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.metadata_path(key).is_file()
+
+    def keys(self) -> list[str]:
+        """Keys of every entry whose metadata exists (not checked for corruption)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.stem for p in self.root.glob("??/*.json") if len(p.stem) == 64)
+
+    # ---------------------------------------------------------------- read
+
+    def get(self, key: str) -> CachedModel | None:
+        """The model stored under ``key``, or None when there is none or it is unusable.
+
+        Unusable entries (unreadable metadata, a missing or altered model file, a model
+        that does not load) are reported with a :class:`CacheWarning` and treated as
+        missing, so the caller retrains and :meth:`put` overwrites them.
+        """
+        meta_path = self.metadata_path(key)
+        if not meta_path.is_file():
+            return None
+        try:
+            return self._load(key, meta_path)
+        except Exception as exc:  # any failure to read an entry means "retrain it"
+            warnings.warn(
+                f"model cache entry {key[:12]}… in {str(meta_path.parent)!r} is unusable "
+                f"({type(exc).__name__}: {exc}); it will be retrained and overwritten",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return None
+
+    def _load(self, key: str, meta_path: Path) -> CachedModel:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != _ENTRY_FORMAT:
+            raise ValueError("not a miaudit cache entry")
+        if meta.get("version") != _ENTRY_VERSION or meta.get("key") != key:
+            raise ValueError(
+                f"entry version {meta.get('version')!r} / key {str(meta.get('key'))[:12]!r} "
+                f"do not match version {_ENTRY_VERSION} / key {key[:12]!r}"
+            )
+        model_file = meta.get("model_file")
+        if model_file not in (f"{key}.pt", f"{key}.skops"):
+            raise ValueError(f"unexpected model file name {model_file!r}")
+        model_path = meta_path.parent / model_file
+        if not model_path.is_file():
+            raise ValueError(f"model file {model_file} is missing")
+        if _sha256_file(model_path) != meta.get("sha256"):
+            raise ValueError(f"model file {model_file} does not match its checksum")
+        if meta.get("kind") == "torch":
+            model, _ = load_torch_model(model_path)
+        elif meta.get("kind") == "sklearn":
+            model = self._load_sklearn(model_path, meta.get("trusted_types", []))
+        else:
+            raise ValueError(f"unknown model kind {meta.get('kind')!r}")
+        test_acc = meta.get("test_accuracy")
+        trained = TrainedModel(
+            model=model,
+            train_accuracy=float(meta["train_accuracy"]),
+            test_accuracy=None if test_acc is None else float(test_acc),
+            seconds=float(meta["seconds"]),
+            seed=int(meta["seed"]),
+            n_train=int(meta["n_train"]),
+        )
+        return CachedModel(key=key, trained=trained, path=model_path)
+
+    @staticmethod
+    def _load_sklearn(path: Path, trusted: Any) -> Any:
+        import skops.io as sio
+
+        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
+            raise ValueError("trusted_types must be a list of type names")
+        untrusted = sio.get_untrusted_types(file=path)
+        extra = sorted(set(untrusted) - set(trusted))
+        if extra:
+            raise ValueError(f"model holds types not recorded when it was cached: {extra}")
+        return sio.load(path, trusted=list(untrusted))
+
+    # ---------------------------------------------------------------- write
+
+    def put(self, key: str, trained: TrainedModel, recipe: Any, dataset: Dataset) -> CachedModel:
+        """Store a trained model under ``key`` (overwriting any entry there).
+
+        Parameters
+        ----------
+        key : str
+            From :func:`cache_key`.
+        trained : TrainedModel
+            What ``recipe.train`` returned.
+        recipe
+            The recipe that trained it. For a PyTorch model it must name the network
+            (``architecture`` and ``arch_params``, as :class:`~miaudit.models.TorchRecipe`
+            does), because the file stores weights, not code.
+        dataset : Dataset
+            The training data (its record shape and class count size the network).
+
+        Returns
+        -------
+        CachedModel
+            Pointing at the new files; ``trained`` is the object passed in.
+
+        Raises
+        ------
+        InvalidAuditInput
+            A PyTorch model whose recipe does not name its architecture, or a
+            scikit-learn model that skops cannot store.
+        """
+        folder = self._folder(self._check_key(key))
+        folder.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {"format": _ENTRY_FORMAT, "version": _ENTRY_VERSION, "key": key}
+        if isinstance(trained.model, nn.Module):
+            architecture = getattr(recipe, "architecture", None)
+            if not isinstance(architecture, str):
+                raise InvalidAuditInput(
+                    f"ModelCache.put: a PyTorch model can be cached only with a recipe that "
+                    f"names its architecture (a TorchRecipe), got {type(recipe).__name__}"
+                )
+            model_path = folder / f"{key}.pt"
+            # save_torch_model itself writes through a temporary file and renames.
+            save_torch_model(
+                model_path,
+                trained.model,
+                architecture=architecture,
+                arch_params=getattr(recipe, "arch_params", None),
+                input_shape=dataset.input_shape,
+                n_classes=dataset.n_classes,
+            )
+            _fsync(model_path)
+            meta["kind"] = "torch"
+        else:
+            import skops.io as sio
+
+            model_path = folder / f"{key}.skops"
+            try:
+                _write_via_temp(model_path, lambda tmp: sio.dump(trained.model, tmp))
+            except (TypeError, NotImplementedError) as exc:
+                raise InvalidAuditInput(
+                    f"ModelCache.put: skops cannot store this {type(trained.model).__name__} "
+                    f"({exc})"
+                ) from None
+            meta["kind"] = "sklearn"
+            # The types skops will not load by default, trusted later only for this file
+            # (and only when its checksum still matches).
+            meta["trusted_types"] = sorted(sio.get_untrusted_types(file=model_path))
+        meta.update(
+            model_file=model_path.name,
+            sha256=_sha256_file(model_path),
+            train_accuracy=float(trained.train_accuracy),
+            test_accuracy=None if trained.test_accuracy is None else float(trained.test_accuracy),
+            seconds=float(trained.seconds),
+            seed=int(trained.seed),
+            n_train=int(trained.n_train),
+            recipe_fingerprint=recipe.fingerprint(),
+            written=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        text = json.dumps(meta, indent=1, sort_keys=True)
+        _write_via_temp(folder / f"{key}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        logger.debug("cached model %s in %s", key[:12], folder)
+        return CachedModel(key=key, trained=trained, path=model_path)

@@ -1,0 +1,703 @@
+"""A pool of reference models on random halves of the candidate records, never trained twice.
+
+LiRA (Carlini et al., S&P 2022) and RMIA (Zarifzadeh et al., ICML 2024) compare how the
+target answers on a record with how models trained with ("IN") and without ("OUT") that
+record answer. :class:`ReferencePool` trains those models by the target's recipe, each on
+a random half of a set of candidate records, remembers which model saw which record (the
+inclusion matrix), stores every model in a :class:`~miaudit.compute.cache.ModelCache`,
+and queries them all on any records.
+
+Inclusion: pairs of complementary halves
+----------------------------------------
+Models come in pairs. Pair ``j`` draws a random half ``H_j`` of the candidates from its
+own random stream, ``SeedSequence(seed, spawn_key=(0, j))``; model ``2j`` trains on
+``H_j`` and model ``2j + 1`` on the complement. Hence
+
+* balance: with an even number of models every candidate is IN for exactly half of them
+  (LiRA's balanced scheme, which LiRA obtains by sorting a random matrix per record); with
+  an odd number the last model is the first of an unfinished pair, and each candidate is
+  IN for ``⌊K/2⌋`` or ``⌈K/2⌉`` models; a pool of one model trains on a random half;
+* stability: model ``k`` depends on ``(seed, candidates, k)`` only, never on ``n_models``,
+  so asking for 8 models after 4 reuses the first 4 (same records, same seed, same cache
+  key). LiRA's per-record sorting has balance but not this: its assignment changes with
+  the number of models;
+* order-free: the candidates are sorted before drawing, so the same set given in another
+  order gives the same models (the inclusion matrix follows the order given).
+
+With an odd number of candidates, ``H_j`` has ``⌊n/2⌋`` records and its complement one more.
+``train_fraction`` other than 0.5 cannot be balanced by complements; each model then draws
+its own ``round(train_fraction · n)`` records from ``SeedSequence(seed, spawn_key=(0, k))``
+(independent subsets, as in LiRA's runs without experiment ids).
+
+Model ``k`` is trained with seed ``SeedSequence(seed, spawn_key=(1, k))`` (one 32-bit
+word), and its ``test_accuracy`` is measured on at most ``eval_sample`` candidates it did
+not train on (a seeded sample, ``spawn_key=(2, k)``): the accuracy is for the report and a
+sanity check, and 2,000 records pin it to about ±1 %.
+
+Self-audit
+----------
+In the research protocol of both papers, models trained on halves of one data set take
+turns as the target, the others acting as its references. Here, the target's pair partner
+must sit out: its training set is the exact complement of the target's, so the references'
+IN count for a record would reveal the record's membership (members are IN for one
+reference fewer) — a bias that, e.g., RMIA's online average over all references picks up.
+Without the partner, the references are whole pairs independent of the target, and every
+record is IN for exactly half of them. :meth:`ReferencePool.references_for` and
+:meth:`ReferencePool.leave_one_out` do this; :func:`self_audit_size` says how many models
+to train for ``n_references`` references per target.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import logsumexp
+from torch import nn
+
+from miaudit.compute.cache import ModelCache, cache_key, data_fingerprint
+from miaudit.compute.ensemble import ensemble_ineligibility, train_ensemble
+from miaudit.compute.queries import QuerySet
+from miaudit.data.dataset import Dataset
+from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
+from miaudit.models.recipes import Recipe, TrainedModel, check_indices
+from miaudit.models.training import _EVAL_BATCH, predict_logits, resolve_device
+from miaudit.signals.observations import Observations
+from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, require_access
+
+__all__ = [
+    "EVAL_SAMPLE",
+    "LeaveOneOut",
+    "PoolProgress",
+    "ReferencePool",
+    "observe_models",
+    "self_audit_size",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Largest number of held-out candidates a model's test accuracy is measured on.
+EVAL_SAMPLE = 2000
+
+# Spawn keys of the random streams derived from the pool seed (see the module docstring).
+_HALVES, _TRAIN_SEED, _EVAL = 0, 1, 2
+_ENSEMBLE_MODES = ("auto", "off", "on")
+# Largest ensemble group (progress is reported once per group), and the most floats its
+# stacked training sets may take (512 MB), so that e.g. MLPs on CIFAR train one by one.
+_ENSEMBLE_GROUP = 16
+_ENSEMBLE_BUDGET = 1 << 27
+# Floats per chunk of augmented records in observe (a chunk of views is 128 MB).
+_OBSERVE_BUDGET = 1 << 25
+_TINY = np.finfo(np.float64).tiny
+
+#: ``progress(done, total, info)`` after each model is loaded or trained; ``info`` holds
+#: ``model``, ``from_cache``, ``seconds``, ``train_accuracy``, ``test_accuracy``, ``seed``,
+#: ``n_train``, ``key``, ``n_to_train`` (models this call had to train) and
+#: ``n_trained`` (of those, done so far): enough for a bar with an ETA.
+PoolProgress = Callable[[int, int, dict], None]
+
+
+def self_audit_size(n_references: int, n_targets: int = 1) -> int:
+    """Models to train so that each of models ``0 … n_targets − 1`` can be the target with
+    at least ``n_references`` references (all models but itself and its pair partner).
+
+    ``max(n_references + 2, n_targets)``: targets 0 and 1 are partners, so two targets cost
+    no more than one.
+    """
+    for name, value in (("n_references", n_references), ("n_targets", n_targets)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise InvalidAuditInput(
+                f"self_audit_size: {name} must be a positive int, got {value!r}"
+            )
+    return max(int(n_references) + 2, int(n_targets))
+
+
+@dataclass(frozen=True, eq=False)
+class LeaveOneOut:
+    """One pool model audited as the target, the other pairs as its references.
+
+    Attributes
+    ----------
+    target_index : int
+        The model playing the target.
+    target_model : TrainedModel
+        That model (e.g. to compute plain signals with a target adapter).
+    is_member : (n,) bool
+        Which observed records it trained on: the ground truth of the audit.
+    target : Observations
+        Its answers, ``n_models == 1`` and ``inclusion`` None (as for a real target).
+    references : Observations
+        The answers of the models in ``reference_indices``, with their inclusion.
+    reference_indices : (n_references,) int64
+        Pool indices of the references: every model but the target and its partner.
+    """
+
+    target_index: int
+    target_model: TrainedModel
+    is_member: np.ndarray
+    target: Observations
+    references: Observations
+    reference_indices: np.ndarray
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _phi_from_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """φ = z_y − logsumexp_{j≠y} z_j and log p_y = z_y − logsumexp_j z_j, row-wise.
+
+    The same formulas as :func:`miaudit.signals.table.signals_from_logits`, without the
+    signals attacks on a pool do not use.
+    """
+    rows = np.arange(labels.size)
+    z_y = logits[rows, labels]
+    log_p_y = z_y - logsumexp(logits, axis=1)
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    return z_y - logsumexp(others, axis=1), log_p_y
+
+
+def _phi_from_proba(proba: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """φ = log p_y − log Σ_{j≠y} p_j from probabilities, as
+    :func:`~miaudit.signals.table.signals_from_proba` computes it: the sum over the other
+    classes avoids the cancellation in 1 − p_y, zeros are floored at the smallest double,
+    and rows are renormalised in log space (rounded APIs rarely sum to exactly 1)."""
+    rows = np.arange(labels.size)
+    log_p = np.log(np.maximum(proba, _TINY))
+    log_p -= logsumexp(log_p, axis=1, keepdims=True)
+    others = proba.copy()
+    others[rows, labels] = 0.0
+    log_p_y = log_p[rows, labels]
+    return log_p_y - np.log(np.maximum(others.sum(axis=1), _TINY)), log_p_y
+
+
+@dataclass(frozen=True)
+class _Answerer:
+    """How to get one model's answers on a batch: logits or probabilities, and whether
+    it is queried with records or with record ids (precomputed predictions)."""
+
+    fn: Callable[[Any], np.ndarray]
+    logits: bool
+    by_index: bool
+    wants_tensor: bool
+
+
+def _answerer(model: Any, n_classes: int) -> _Answerer:
+    if isinstance(model, TrainedModel):
+        model = model.model
+    if isinstance(model, nn.Module):
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        batch = _EVAL_BATCH.get(device.type, 2048)
+        return _Answerer(lambda x: predict_logits(model, x, batch_size=batch), True, False, True)
+    if isinstance(model, Target):
+        if model.access >= AccessLevel.LOGITS:
+            return _Answerer(model.predict_logits, True, model.queries_by_index, False)
+        require_access(model, AccessLevel.PROBABILITIES, "reference-model attacks (LiRA, RMIA)")
+        return _Answerer(model.predict_proba, False, model.queries_by_index, False)
+    if hasattr(model, "predict_proba") and hasattr(model, "fit"):
+        return _Answerer(
+            SklearnTarget(model, n_classes=n_classes).predict_proba, False, False, False
+        )
+    raise InvalidAuditInput(
+        f"cannot query a {type(model).__name__}: pass a torch.nn.Module, a TrainedModel, a "
+        "fitted scikit-learn classifier with predict_proba, or a target adapter"
+    )
+
+
+def observe_models(
+    models: Sequence[Any],
+    dataset: Dataset,
+    records: np.ndarray,
+    *,
+    queries: QuerySet,
+    inclusion: np.ndarray | None = None,
+) -> Observations:
+    """Every model's answers on ``records`` under every query, in one pass over the data.
+
+    Parameters
+    ----------
+    models : sequence
+        ``torch.nn.Module``, :class:`~miaudit.models.TrainedModel`, fitted scikit-learn
+        classifiers, or target adapters (logit access gives exact φ; probability access
+        computes φ from probabilities; label-only access is refused).
+    dataset : Dataset
+        Where the records are.
+    records : (n,) int array
+        Distinct dataset indices.
+    queries : QuerySet
+        Views of each record; reduced to the identity for tabular records (with a
+        warning, see :meth:`QuerySet.for_records`).
+    inclusion : (m, n) bool, optional
+        Passed through to the result.
+
+    Returns
+    -------
+    Observations
+        ``scaled_logit`` and ``log_confidence`` of shape ``(m, n, n_queries)``, float64.
+
+    Raises
+    ------
+    InvalidAuditInput
+        Bad records, a model that cannot be queried, augmented queries to precomputed
+        predictions, or non-finite answers (a model whose training diverged).
+    AccessLevelError
+        A label-only target.
+
+    Notes
+    -----
+    Records are processed in chunks whose views fit in about 128 MB; every model answers
+    a chunk's views in one call (``predict_logits`` batches them), and the chunk is
+    augmented once for all models.
+    """
+    records = check_indices(records, dataset.n_records, "records")
+    answerers = [_answerer(m, dataset.n_classes) for m in models]
+    if not answerers:
+        raise InvalidAuditInput("observe: no models to query")
+    views = queries.for_records(dataset.input_shape)
+    if any(a.by_index for a in answerers) and not views.is_identity:
+        raise InvalidAuditInput(
+            f"observe: precomputed predictions cannot answer {len(views)} augmented views of "
+            "a record; use QuerySet.none()"
+        )
+    m, n, a = len(answerers), records.size, len(views)
+    phi = np.empty((m, n, a))
+    log_p = np.empty((m, n, a))
+    per_record = int(np.prod(dataset.input_shape)) * a
+    chunk = max(1, _OBSERVE_BUDGET // per_record)
+    for lo in range(0, n, chunk):
+        ids = records[lo : lo + chunk]
+        c = ids.size
+        flat = views.apply(torch.from_numpy(dataset.x[ids])).reshape(a * c, *dataset.input_shape)
+        flat_np = None
+        labels = np.tile(dataset.y[ids], a)  # row q * c + i is view q of record i
+        for k, ans in enumerate(answerers):
+            if ans.by_index:
+                out = ans.fn(ids)
+            elif ans.wants_tensor:
+                out = ans.fn(flat)
+            else:
+                flat_np = flat.numpy() if flat_np is None else flat_np
+                out = ans.fn(flat_np)
+            out = np.asarray(out, dtype=np.float64)
+            expected = (a * c, dataset.n_classes)
+            if out.shape != expected:
+                raise InvalidAuditInput(
+                    f"observe: model {k} answered with shape {out.shape}, expected {expected}"
+                )
+            if not np.isfinite(out).all():
+                raise InvalidAuditInput(
+                    f"observe: model {k} answered with NaN or infinite values (did its "
+                    "training diverge?)"
+                )
+            ph, lp = (_phi_from_logits if ans.logits else _phi_from_proba)(out, labels)
+            phi[k, lo : lo + c] = ph.reshape(a, c).T
+            log_p[k, lo : lo + c] = lp.reshape(a, c).T
+    return Observations(records, phi, log_p, inclusion)
+
+
+# --------------------------------------------------------------------------- pool
+
+
+def _stream(seed: int, purpose: int, k: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(purpose, k)))
+
+
+class ReferencePool:
+    """Reference models trained by one recipe on random halves of the candidate records.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        Trains "one more model like the target" (:class:`~miaudit.models.TorchRecipe` or
+        :class:`~miaudit.models.SklearnRecipe`).
+    dataset : Dataset
+        Source of every record.
+    candidates : (n_candidates,) int array
+        Distinct dataset indices the models may train on (for an online attack: the
+        audited records and the population).
+    n_models : int
+        Number of models.
+    seed : int
+        Fixes the inclusion matrix and every model's training seed.
+    cache : ModelCache, optional
+        Where trained models are stored and found. None keeps them in memory only.
+    train_fraction : float
+        Share of the candidates each model trains on; 0.5 (the default) is the balanced
+        pair scheme of the module docstring.
+    ensemble : {"auto", "off", "on"}
+        Train eligible models (MLPs without dropout, see
+        :func:`~miaudit.compute.ensemble.ensemble_ineligibility`) as batched ensembles of
+        up to 16 with equal training-set sizes, which was measured faster on a CPU
+        (1.1x with one thread, 1.4x with two; see :mod:`miaudit.compute.ensemble`).
+        ``"auto"`` does so whenever the recipe is eligible, ``"on"`` also requires it,
+        ``"off"`` trains one model after another with ``recipe.train``.
+    eval_sample : int
+        Largest number of held-out candidates each model's test accuracy uses.
+
+    Attributes
+    ----------
+    models_ : list of TrainedModel
+        Set by :meth:`train`, in model order.
+
+    Examples
+    --------
+    >>> pool = ReferencePool(recipe, data, candidates, n_models=16, cache=ModelCache())
+    >>> models = pool.train(progress=print)                  # doctest: +SKIP
+    >>> refs = pool.observe(audited, queries=QuerySet.flips())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        dataset: Dataset,
+        candidates: np.ndarray,
+        *,
+        n_models: int,
+        seed: int = 0,
+        cache: ModelCache | None = None,
+        train_fraction: float = 0.5,
+        ensemble: str = "auto",
+        eval_sample: int = EVAL_SAMPLE,
+    ) -> None:
+        problems: list[str] = []
+        if not (hasattr(recipe, "train") and hasattr(recipe, "fingerprint")):
+            problems.append(f"recipe must be a Recipe, got {type(recipe).__name__}")
+        if not isinstance(dataset, Dataset):
+            problems.append(f"dataset must be a Dataset, got {type(dataset).__name__}")
+        for name, value, low in (
+            ("n_models", n_models, 1),
+            ("seed", seed, 0),
+            ("eval_sample", eval_sample, 1),
+        ):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                problems.append(f"{name} must be an int >= {low}, got {value!r}")
+        if cache is not None and not isinstance(cache, ModelCache):
+            problems.append(f"cache must be a ModelCache or None, got {type(cache).__name__}")
+        if not isinstance(train_fraction, (int, float)) or not 0 < train_fraction < 1:
+            problems.append(f"train_fraction must lie in (0, 1), got {train_fraction!r}")
+        if ensemble not in _ENSEMBLE_MODES:
+            problems.append(f"ensemble must be one of {_ENSEMBLE_MODES}, got {ensemble!r}")
+        raise_if_problems("ReferencePool", problems)
+        cand = check_indices(candidates, dataset.n_records, "candidates")
+        if cand.size < 2:
+            raise InvalidAuditInput("ReferencePool: candidates must hold at least 2 records")
+        if ensemble == "on" and (reason := ensemble_ineligibility(recipe, dataset)):
+            raise InvalidAuditInput(f"ReferencePool: ensemble='on' but {reason}")
+        recipe.validate(dataset)
+
+        self.recipe = recipe
+        self.dataset = dataset
+        self.candidates = cand
+        self.n_models = int(n_models)
+        self.seed = int(seed)
+        self.cache = cache
+        self.train_fraction = float(train_fraction)
+        self.ensemble = ensemble
+        self.eval_sample = int(eval_sample)
+
+        self._sorted = np.sort(cand)
+        self._inclusion_sorted = self._draw_inclusion()
+        self._data_fp: str | None = None
+        self.models_: list[TrainedModel] | None = None
+        self._info: list[dict] | None = None
+
+    # ------------------------------------------------------------------ inclusion
+
+    def _draw_inclusion(self) -> np.ndarray:
+        n = self._sorted.size
+        inc = np.zeros((self.n_models, n), dtype=bool)
+        if self.train_fraction == 0.5:
+            for j in range(0, self.n_models, 2):
+                half = _stream(self.seed, _HALVES, j // 2).permutation(n)[: n // 2]
+                inc[j, half] = True
+                if j + 1 < self.n_models:
+                    inc[j + 1] = ~inc[j]
+        else:
+            size = min(max(round(self.train_fraction * n), 1), n - 1)
+            for k in range(self.n_models):
+                inc[k, _stream(self.seed, _HALVES, k).permutation(n)[:size]] = True
+        return inc
+
+    @property
+    def inclusion(self) -> np.ndarray:
+        """``(n_models, n_candidates)`` bool: model ``k`` trained on ``candidates[i]``.
+
+        Columns follow the order of ``candidates`` as given; a fresh copy each call.
+        """
+        cols = np.searchsorted(self._sorted, self.candidates)
+        return self._inclusion_sorted[:, cols].copy()
+
+    def _check_model(self, k: int) -> int:
+        if (
+            not isinstance(k, (int, np.integer))
+            or isinstance(k, bool)
+            or not 0 <= k < self.n_models
+        ):
+            raise InvalidAuditInput(
+                f"model index must be an int in [0, {self.n_models}), got {k!r}"
+            )
+        return int(k)
+
+    def training_indices(self, k: int) -> np.ndarray:
+        """Sorted dataset indices model ``k`` trains on (``candidates[inclusion[k]]``)."""
+        return self._sorted[self._inclusion_sorted[self._check_model(k)]]
+
+    def model_seed(self, k: int) -> int:
+        """The seed model ``k`` is trained with: a function of ``(seed, k)`` only."""
+        ss = np.random.SeedSequence(self.seed, spawn_key=(_TRAIN_SEED, self._check_model(k)))
+        return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+    def eval_indices(self, k: int) -> np.ndarray:
+        """Sorted candidates model ``k`` did not train on, at most ``eval_sample`` of them."""
+        out = self._sorted[~self._inclusion_sorted[self._check_model(k)]]
+        if out.size > self.eval_sample:
+            out = np.sort(_stream(self.seed, _EVAL, k).choice(out, self.eval_sample, replace=False))
+        return out
+
+    def partner(self, k: int) -> int | None:
+        """The model trained on the complement of model ``k``'s half, if in the pool."""
+        k = self._check_model(k)
+        if self.train_fraction != 0.5:
+            return None
+        other = k ^ 1
+        return other if other < self.n_models else None
+
+    def references_for(self, k: int) -> np.ndarray:
+        """Models that may serve as references when model ``k`` is the target: all but
+        ``k`` and its partner (see "Self-audit" in the module docstring)."""
+        k = self._check_model(k)
+        out = {k, self.partner(k)}
+        return np.array([j for j in range(self.n_models) if j not in out], dtype=np.int64)
+
+    @property
+    def data_fingerprint(self) -> str:
+        """:func:`~miaudit.compute.cache.data_fingerprint` of the data set, computed once."""
+        if self._data_fp is None:
+            self._data_fp = data_fingerprint(self.dataset)
+        return self._data_fp
+
+    def model_key(self, k: int) -> str:
+        """Cache key of model ``k``."""
+        return cache_key(
+            self.recipe.fingerprint(),
+            self.data_fingerprint,
+            self.training_indices(k),
+            self.model_seed(k),
+        )
+
+    # ------------------------------------------------------------------ training
+
+    def _use_ensemble(self) -> bool:
+        return self.ensemble != "off" and ensemble_ineligibility(self.recipe, self.dataset) is None
+
+    def train(self, progress: PoolProgress | None = None) -> list[TrainedModel]:
+        """Load every model the cache has, train the others (and cache them).
+
+        Parameters
+        ----------
+        progress : callable, optional
+            ``progress(done, total, info)`` after each model; see :data:`PoolProgress`.
+
+        Returns
+        -------
+        list of TrainedModel
+            One per model, in model order (also kept as ``models_``). A second call
+            returns the same models without looking anything up.
+        """
+        if self.models_ is not None:
+            return list(self.models_)
+        start = time.perf_counter()
+        total = self.n_models
+        keys = (
+            [self.model_key(k) for k in range(total)] if self.cache is not None else [None] * total
+        )
+        models: list[TrainedModel | None] = [None] * total
+        info: list[dict | None] = [None] * total
+        done = 0
+
+        def report(k: int, trained: TrainedModel, from_cache: bool, n_trained: int) -> None:
+            nonlocal done
+            models[k] = trained
+            info[k] = {
+                "model": k,
+                "from_cache": from_cache,
+                "seconds": float(trained.seconds),
+                "train_accuracy": trained.train_accuracy,
+                "test_accuracy": trained.test_accuracy,
+                "n_train": trained.n_train,
+                "seed": trained.seed,
+                "key": keys[k],
+                "n_to_train": len(missing),
+                "n_trained": n_trained,
+            }
+            done += 1
+            if progress is not None:
+                progress(done, total, dict(info[k]))
+
+        missing = list(range(total))
+        if self.cache is not None:
+            hits = {}
+            for k in range(total):
+                found = self.cache.get(keys[k])
+                if found is not None:
+                    hits[k] = found.trained
+            missing = [k for k in range(total) if k not in hits]
+            device = getattr(getattr(self.recipe, "training", None), "device", None)
+            for k, trained in hits.items():
+                if device is not None and isinstance(trained.model, nn.Module):
+                    trained.model.to(resolve_device(device))
+                report(k, trained, True, 0)
+
+        n_trained = 0
+        for group in self._training_groups(missing):
+            for k, trained in zip(group, self._train_group(group), strict=True):
+                if self.cache is not None:
+                    self.cache.put(keys[k], trained, self.recipe, self.dataset)
+                n_trained += 1
+                report(k, trained, False, n_trained)
+
+        logger.info(
+            "reference pool: %d models (%d from cache, %d trained) in %.1f s",
+            total,
+            total - len(missing),
+            len(missing),
+            time.perf_counter() - start,
+        )
+        self.models_ = [m for m in models if m is not None]
+        self._info = [i for i in info if i is not None]
+        return list(self.models_)
+
+    def _training_groups(self, missing: list[int]) -> list[list[int]]:
+        if not self._use_ensemble():
+            return [[k] for k in missing]
+        by_size: dict[int, list[int]] = {}
+        for k in missing:
+            by_size.setdefault(int(self._inclusion_sorted[k].sum()), []).append(k)
+        groups = []
+        record_floats = int(np.prod(self.dataset.input_shape))
+        for n_train, ks in by_size.items():
+            size = max(1, min(_ENSEMBLE_GROUP, _ENSEMBLE_BUDGET // (n_train * record_floats)))
+            groups += [ks[i : i + size] for i in range(0, len(ks), size)]
+        return sorted(groups, key=lambda g: g[0])
+
+    def _train_group(self, group: list[int]) -> list[TrainedModel]:
+        if len(group) == 1:
+            k = group[0]
+            return [
+                self.recipe.train(
+                    self.dataset,
+                    self.training_indices(k),
+                    seed=self.model_seed(k),
+                    eval_indices=self.eval_indices(k),
+                )
+            ]
+        return train_ensemble(
+            self.recipe,
+            self.dataset,
+            [self.training_indices(k) for k in group],
+            [self.model_seed(k) for k in group],
+            eval_index_sets=[self.eval_indices(k) for k in group],
+        )
+
+    def _check_trained(self) -> list[TrainedModel]:
+        if self.models_ is None:
+            raise NotFittedError("this ReferencePool has no models yet; call train() first")
+        return self.models_
+
+    def model_info(self, k: int) -> dict:
+        """What :meth:`train` reported for model ``k`` (accuracies, seconds, cache use)."""
+        self._check_trained()
+        assert self._info is not None
+        return dict(self._info[self._check_model(k)])
+
+    def describe(self) -> dict:
+        """JSON-ready summary: sizes, seed, mean accuracies and cache use."""
+        models = self._check_trained()
+        test = [m.test_accuracy for m in models if m.test_accuracy is not None]
+        assert self._info is not None
+        return {
+            "n_models": self.n_models,
+            "n_candidates": int(self.candidates.size),
+            "seed": self.seed,
+            "train_fraction": self.train_fraction,
+            "mean_train_accuracy": float(np.mean([m.train_accuracy for m in models])),
+            "mean_test_accuracy": float(np.mean(test)) if test else None,
+            "models_from_cache": sum(bool(i["from_cache"]) for i in self._info),
+            "training_seconds": float(sum(m.seconds for m in models)),
+        }
+
+    # ------------------------------------------------------------------ queries
+
+    def _record_inclusion(self, records: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self._sorted, records).clip(0, self._sorted.size - 1)
+        found = self._sorted[pos] == records
+        inc = np.zeros((self.n_models, records.size), dtype=bool)
+        inc[:, found] = self._inclusion_sorted[:, pos[found]]
+        return inc
+
+    def observe(self, records: np.ndarray, *, queries: QuerySet) -> Observations:
+        """Every model's answers on ``records`` (dataset indices), with their inclusion.
+
+        Records that are not candidates count as OUT for every model.
+
+        Returns
+        -------
+        Observations
+            ``(n_models, n, n_queries)`` φ and log p_y, and ``inclusion`` ``(n_models, n)``.
+        """
+        models = self._check_trained()
+        records = check_indices(records, self.dataset.n_records, "records")
+        return observe_models(
+            models,
+            self.dataset,
+            records,
+            queries=queries,
+            inclusion=self._record_inclusion(records),
+        )
+
+    def observe_target(
+        self, target: Any, records: np.ndarray, *, queries: QuerySet
+    ) -> Observations:
+        """The audited model's answers on ``records``, in the layout of :meth:`observe`.
+
+        ``target`` is a target adapter (logit access gives exact φ, probability access
+        computes it from probabilities, label-only access is refused), a
+        ``torch.nn.Module``, a :class:`~miaudit.models.TrainedModel` or a fitted
+        scikit-learn classifier. The result has one model and ``inclusion`` None.
+        """
+        return observe_models([target], self.dataset, records, queries=queries)
+
+    def leave_one_out(self, k: int, observations: Observations) -> LeaveOneOut:
+        """Split :meth:`observe`'s result into model ``k`` as the target and its references.
+
+        The references are :meth:`references_for` ``(k)``: every model but ``k`` and its
+        pair partner, so each record is IN for exactly half of them, independently of
+        whether model ``k`` trained on it.
+        """
+        models = self._check_trained()
+        k = self._check_model(k)
+        if observations.inclusion is None or observations.n_models != self.n_models:
+            raise InvalidAuditInput(
+                f"leave_one_out: pass the result of this pool's observe() ({self.n_models} "
+                f"models with inclusion), got {observations.n_models} models"
+            )
+        refs = self.references_for(k)
+        target = Observations(
+            observations.record_ids,
+            observations.scaled_logit[k : k + 1],
+            observations.log_confidence[k : k + 1],
+            None,
+        )
+        return LeaveOneOut(
+            target_index=k,
+            target_model=models[k],
+            is_member=observations.inclusion[k].copy(),
+            target=target,
+            references=observations.select_models(refs),
+            reference_indices=refs,
+        )
