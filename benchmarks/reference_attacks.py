@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from miaudit.compute import ModelCache
 
 import miaudit
+from miaudit.compute import ModelCache
 from miaudit.data import load_dataset
 from miaudit.evaluation import LowFprResolutionWarning, SmallSliceWarning
 from miaudit.experiment import self_audit

@@ -3,9 +3,9 @@
 miaudit trains models by one recipe on random halves of one data set (in complementary
 pairs, see :class:`~miaudit.compute.ReferencePool`). Model ``t`` (t < n_targets) in turn
 plays the target: the records it trained on are the members, the others the non-members,
-and ``n_references`` models from other pairs are its references. Every record is audited, any model can serve as the target, and the
-results of several targets average into tighter figures (Carlini et al. 2022, §V-A;
-Zarifzadeh et al. 2024, §5).
+and ``n_references`` models from other pairs are its references. Every record is
+audited, any model can serve as the target, and the results of several targets average
+into tighter figures (Carlini et al. 2022; Zarifzadeh et al. 2024).
 """
 
 from __future__ import annotations
