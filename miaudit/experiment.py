@@ -40,11 +40,15 @@ class TargetRun:
 
 @dataclass(frozen=True)
 class SelfAuditResult:
-    """All targets of one self-audit, plus the cost of the reference models."""
+    """All targets of one self-audit, plus the cost of the models.
+
+    ``training_seconds`` has one entry per model trained by this call (cache hits cost
+    nothing and are counted in ``models_from_cache``)."""
 
     runs: list[TargetRun]
     n_references: int
-    reference_seconds: list[float] = field(default_factory=list)
+    n_models: int = 0
+    training_seconds: list[float] = field(default_factory=list)
     models_from_cache: int = 0
 
     def summary(self) -> list[dict]:
@@ -167,7 +171,8 @@ def self_audit(
     return SelfAuditResult(
         runs=runs,
         n_references=n_references,
-        reference_seconds=[float(i.get("seconds") or 0.0) for i in infos],
+        n_models=n_models,
+        training_seconds=[float(i["seconds"]) for i in infos if not i.get("from_cache")],
         models_from_cache=sum(bool(i.get("from_cache")) for i in infos),
     )
 

@@ -63,7 +63,8 @@ def test_rerun_loads_every_model_from_the_cache(digits_self_audit):
         seed=0,
         progress=lambda d, t, info: calls.append(info),
     )
-    assert again.models_from_cache == len(calls) == len(first.reference_seconds)
+    assert again.models_from_cache == len(calls) == first.n_models
+    assert again.training_seconds == [] and len(first.training_seconds) == first.n_models
     assert all(info["from_cache"] for info in calls)
     a = [r["auc"] for r in first.summary()]
     b = [r["auc"] for r in again.summary()]
@@ -74,7 +75,7 @@ def test_self_audit_references_exclude_the_target_pair(digits_self_audit):
     # With the target's complement among the references, members would be IN for one
     # reference fewer than non-members; RMIA online would read membership off that count.
     result, *_ = digits_self_audit
-    assert len(result.reference_seconds) == 6  # 4 references + the target's pair
+    assert result.n_models == 6  # 4 references + the target's pair
 
 
 def _yaml_audit(tmp_path, cache_dir):
