@@ -16,6 +16,13 @@ from miaudit.attacks.classifier import (
 from miaudit.attacks.lira import LiRA
 from miaudit.attacks.metric import METRIC_ATTACKS, MetricAttack
 from miaudit.attacks.rmia import RMIA
+from miaudit.attacks.shadow import (
+    ATTACK_MODELS,
+    PerClassMetrics,
+    ShadowCoverageWarning,
+    ShadowModelAttack,
+    per_class_metrics,
+)
 
 __all__ = ["METRIC_ATTACKS", "MetricAttack"]
 __all__ += ["RMIA", "AttackR", "LiRA", "ReferenceCoverageWarning"]
@@ -28,4 +35,11 @@ __all__ += [
     "attack_features",
     "check_param_grid",
     "feature_names",
+]
+__all__ += [
+    "ATTACK_MODELS",
+    "PerClassMetrics",
+    "ShadowCoverageWarning",
+    "ShadowModelAttack",
+    "per_class_metrics",
 ]
