@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -147,8 +147,9 @@ def run_audit(
     for spec in specs:  # refuse before any query or training, not half-way through
         require_access(target, spec.attack.required_access, f"attack {spec.label!r}")
     n_refs = max((spec.num_references or 0 for spec in specs), default=0)
-    if n_refs and references is None:
-        names = [spec.label for spec in specs if spec.num_references]
+    needs_recipe = [s.label for s in specs if s.num_references or s.family == "shadow"]
+    if needs_recipe and references is None:
+        names = needs_recipe
         raise InvalidAuditInput(
             f"attacks {names} need reference models: give a reference recipe (YAML "
             "'references: {recipe: ...}', or references=ReferenceSetup(...))"
@@ -171,12 +172,19 @@ def run_audit(
         )
         warnings_ += reference_warnings(evidence, signals, is_member, dataset.n_classes)
 
+    context = AuditContext(target, dataset, split, references)
     evaluations, scores = [], {}
     for spec in specs:
         notify(f"attack {spec.label}")
         t0 = time.perf_counter()
         score = run_attack_spec(
-            spec, signals, is_member, evidence, seed=settings.seed, n_classes=dataset.n_classes
+            spec,
+            signals,
+            is_member,
+            evidence,
+            seed=settings.seed,
+            n_classes=dataset.n_classes,
+            context=context,
         )
         seconds = time.perf_counter() - t0
         _check_scores(spec.label, score, audited.size)
@@ -208,6 +216,8 @@ def run_audit(
     }
     if evidence is not None:
         info["references"] = evidence.describe()
+    if context.shadow_models:
+        info["shadow_models"] = context.shadow_models
     data = {
         "dataset": dataset.name,
         "source": dataset.source,
@@ -242,9 +252,12 @@ def run_attack_spec(
     *,
     seed: int,
     n_classes: int,
+    context: AuditContext | None = None,
 ) -> np.ndarray:
     """Fit and score one attack on what its family may know."""
     attack = spec.attack
+    if spec.family == "shadow":
+        return _run_shadow(spec, signals, context, seed)
     if spec.family == "reference":
         assert evidence is not None and spec.num_references is not None
         refs = evidence.with_models(min(spec.num_references, evidence.n_models))
@@ -264,6 +277,55 @@ def run_attack_spec(
         )
         return attack.cross_fit_scores(features, is_member, seed=seed)
     return attack.fit(None).score(signals)
+
+
+@dataclass
+class AuditContext:
+    """What attacks that train their own models need beyond signals; ``shadow_models``
+    collects, per shadow attack, the facts the report shows next to the target's."""
+
+    target: Target
+    dataset: Dataset
+    split: AuditSplit
+    references: ReferenceSetup | None
+    shadow_models: dict = field(default_factory=dict)
+
+
+def _run_shadow(
+    spec: AttackSpec, signals: SignalTable, context: AuditContext | None, seed: int
+) -> np.ndarray:
+    """Shokri et al.'s attack: shadow models on the attacker's (real, noisy or synthetic)
+    data by the target's recipe, attack models on their answers, applied to the target's
+    probabilities on the audited records."""
+    if context is None or context.references is None:
+        raise InvalidAuditInput(f"attack {spec.label!r} needs a recipe to train shadow models")
+    if signals.log_proba is None:
+        raise InvalidAuditInput(f"attack {spec.label!r} needs the target's probabilities")
+    from miaudit.compute import ModelCache
+    from miaudit.shadow_data import shadow_training_data
+
+    params = spec.params
+    data, indices, info = shadow_training_data(
+        params.get("shadow_data", "real"),
+        context.target,
+        context.dataset,
+        context.split.population,
+        noise=float(params.get("noise", 0.1)),
+        synthesis=params.get("synthesis"),
+        seed=seed,
+    )
+    setup = context.references
+    cache = ModelCache(setup.cache_dir) if setup.cache_dir else ModelCache.default()
+    attack = spec.attack
+    attack.fit(data, indices, recipe=setup.recipe, cache=cache)
+    context.shadow_models[spec.label] = {
+        **info,
+        "n_shadow": int(attack.n_shadow),
+        "mean_train_accuracy": float(np.mean(attack.shadow_train_accuracy_)),
+        "mean_test_accuracy": float(np.mean(attack.shadow_test_accuracy_)),
+        "classes_without_model": [int(c) for c in attack.classes_without_model_],
+    }
+    return attack.score(np.exp(signals.log_proba), signals.labels)
 
 
 def _check_scores(name: str, score: np.ndarray, n: int) -> None:

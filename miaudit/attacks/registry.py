@@ -20,10 +20,12 @@ _CLASSES: dict[str, str] = {
     "rmia": "RMIA",
     "attack_r": "AttackR",
     "classifier": "ClassifierAttack",
+    "shadow": "ShadowModelAttack",
 }
 
 #: Parameters the audit consumes itself rather than the attack's constructor.
-AUDIT_PARAMS = ("label", "num_references")
+AUDIT_PARAMS = ("label", "num_references", "shadow_data", "noise", "synthesis")
+_SHADOW_ONLY = ("shadow_data", "noise", "synthesis")
 
 #: Reference models an attack uses when the entry does not say.
 DEFAULT_NUM_REFERENCES = 4
@@ -52,7 +54,7 @@ def _attack_class(name: str):
     return getattr(importlib.import_module("miaudit.attacks"), _CLASSES[name])
 
 
-def _default_label(name: str, attack: Any) -> str:
+def _default_label(name: str, attack: Any, params: dict) -> str:
     if name in ("lira", "rmia"):
         label = f"{name}_{'online' if attack.online else 'offline'}"
         if getattr(attack, "fixed_variance", False):
@@ -60,6 +62,8 @@ def _default_label(name: str, attack: Any) -> str:
         return label
     if name == "classifier":
         return f"classifier_{attack.method}"
+    if name == "shadow":
+        return f"shadow_{params.get('shadow_data', 'real')}"
     return name
 
 
@@ -93,7 +97,9 @@ def build_attack(name: str, params: dict | None = None) -> AttackSpec:
             )
     elif "num_references" in params:
         raise InvalidAuditInput(f"attack {name!r} uses no reference models (num_references)")
-    label = params.get("label") or _default_label(name, attack)
+    if name != "shadow" and (misplaced := sorted(set(params) & set(_SHADOW_ONLY))):
+        raise InvalidAuditInput(f"attack {name!r}: {misplaced} apply to the shadow attack only")
+    label = params.get("label") or _default_label(name, attack, params)
     return AttackSpec(str(label), attack, num_refs, params)
 
 
