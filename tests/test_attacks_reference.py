@@ -468,3 +468,17 @@ def test_online_lira_without_in_models_is_a_clear_error(world):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(LiRA(online=False).fit(no_in).score(world["target"])).all()
+
+
+def test_lira_auto_variance_is_fixed_below_64_models_and_per_record_above():
+    few = gaussian_world(n=200, n_models=8)
+    many = gaussian_world(n=200, n_models=64)
+    assert LiRA().fit(few["references"]).fixed_variance_ is True
+    assert LiRA().fit(many["references"]).fixed_variance_ is False
+    assert LiRA(fixed_variance=False).fit(few["references"]).fixed_variance_ is False
+    # With 8 models (about 4 per side) pooled variances beat per-record ones.
+    auto = roc_auc(LiRA().fit(few["references"]).score(few["target"]), few["member"])
+    own = roc_auc(
+        LiRA(fixed_variance=False).fit(few["references"]).score(few["target"]), few["member"]
+    )
+    assert auto > own

@@ -57,7 +57,7 @@ def _attack_class(name: str):
 def _default_label(name: str, attack: Any, params: dict) -> str:
     if name in ("lira", "rmia"):
         label = f"{name}_{'online' if attack.online else 'offline'}"
-        if getattr(attack, "fixed_variance", False):
+        if getattr(attack, "fixed_variance", "auto") is True:
             label += "_fixed_variance"
         return label
     if name == "classifier":
