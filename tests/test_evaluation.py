@@ -502,3 +502,23 @@ def test_split_without_both_classes_raises():
         threshold_metrics(scores, is_member, np.array([1, 0, 0, 0], bool))
     with pytest.raises(InvalidAuditInput, match="boolean mask"):
         epsilon_bound(scores, is_member, np.array([1, 0, 1], bool))
+
+
+def test_per_class_precision_recall_at_the_held_out_threshold():
+    from miaudit.evaluation import calibration_mask, evaluate_attack
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    labels = rng.integers(0, 3, n)
+    is_member = rng.random(n) < 0.5
+    scores = rng.normal(size=n) + is_member * (labels == 0) * 2.0  # only class 0 leaks
+    result = evaluate_attack("a", "metric", scores, is_member, labels=labels, seed=3)
+    held = ~calibration_mask(is_member, fraction=0.5, seed=3)
+    t = result.threshold_metrics.threshold
+    for cls in result.per_class:
+        sel = held & (labels == cls.class_index)
+        pred, mem = scores[sel] >= t, is_member[sel]
+        assert cls.precision == pytest.approx((pred & mem).sum() / pred.sum())
+        assert cls.recall == pytest.approx((pred & mem).sum() / mem.sum())
+    by_class = {c.class_index: c for c in result.per_class}
+    assert by_class[0].precision > by_class[1].precision + 0.1

@@ -113,6 +113,15 @@ def _check_settings(
             )
 
 
+def _precision_recall(predicted: np.ndarray, is_member: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of hard decisions; -1 where undefined (MindArmour)."""
+    tp = int((predicted & is_member).sum())
+    n_pred, n_pos = int(predicted.sum()), int(is_member.sum())
+    precision = tp / n_pred if n_pred else -1.0
+    recall = tp / n_pos if n_pos else -1.0
+    return precision, recall
+
+
 def _per_class(
     scores: np.ndarray,
     is_member: np.ndarray,
@@ -121,6 +130,8 @@ def _per_class(
     fprs: list[float],
     confidence: float,
     min_class_records: int,
+    threshold: float | None = None,
+    evaluation: np.ndarray | None = None,
 ) -> tuple[list[ClassResult], list[tuple[str, type[Warning]]]]:
     """Threshold-free figures per class; notes and warnings for every class that is shaky.
 
@@ -186,6 +197,10 @@ def _per_class(
                 f"TPR at FPR {', '.join(f'{t:g}' for t in bad)} unresolvable with "
                 f"{n_neg} non-members"
             )
+        precision = recall = None
+        if threshold is not None and evaluation is not None:
+            held = evaluation[idx]
+            precision, recall = _precision_recall(s[held] >= threshold, m[held])
         results.append(
             ClassResult(
                 class_index=cls,
@@ -196,6 +211,8 @@ def _per_class(
                 tpr_at_fpr=tprs,
                 advantage=_max_advantage(c)[0],
                 note="; ".join(notes),
+                precision=precision,
+                recall=recall,
             )
         )
 
@@ -344,7 +361,15 @@ def evaluate_attack(
     per_class: list[ClassResult] = []
     if lab is not None:
         per_class, class_caveats = _per_class(
-            s, m, lab, class_names, fpr_list, confidence, int(min_class_records)
+            s,
+            m,
+            lab,
+            class_names,
+            fpr_list,
+            confidence,
+            int(min_class_records),
+            threshold=held_out.threshold,
+            evaluation=~cal,
         )
         caveats.extend(class_caveats)
 

@@ -73,6 +73,9 @@ class ClassResult:
     """Attack results restricted to the audited records of one class.
 
     ``auc`` is None when the class lacks members or non-members; ``note`` then says why.
+    ``precision`` and ``recall`` are the hard decisions at the attack's held-out threshold
+    (chosen on calibration records of all classes), measured on this class's evaluation
+    records; -1 where undefined (MindArmour's convention), None without such records.
     """
 
     class_index: int
@@ -83,6 +86,8 @@ class ClassResult:
     tpr_at_fpr: dict[float, TprAtFpr]
     advantage: float | None
     note: str = ""
+    precision: float | None = None
+    recall: float | None = None
 
 
 @dataclass(frozen=True)

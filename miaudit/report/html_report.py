@@ -90,10 +90,12 @@ def _per_class_rows(report: dict) -> list[dict]:
                     "n_members": cls["n_members"],
                     "n_nonmembers": cls["n_nonmembers"],
                     "auc": [None] * len(report["attacks"]),
+                    "pr": [None] * len(report["attacks"]),
                     "notes": [],
                 },
             )
             row["auc"][i] = cls["auc"]
+            row["pr"][i] = (cls.get("precision"), cls.get("recall"))
             if cls["note"] and cls["note"] not in row["notes"]:
                 row["notes"].append(cls["note"])
     return [rows[k] for k in sorted(rows)]

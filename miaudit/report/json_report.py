@@ -177,6 +177,8 @@ def _class_dict(cls: ClassResult) -> dict:
         "tpr_at_fpr_interval": {
             fpr_key(f): _interval(p) for f, p in sorted(cls.tpr_at_fpr.items())
         },
+        "precision": None if cls.precision is None or cls.precision < 0 else cls.precision,
+        "recall": None if cls.recall is None or cls.recall < 0 else cls.recall,
         "note": cls.note,
     }
 
