@@ -41,7 +41,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from miaudit.errors import AccessLevelError, InvalidAuditInput, raise_if_problems
-from miaudit.signals.table import SignalTable, compute_signals, signals_from_labels
+from miaudit.signals.table import (
+    SignalTable,
+    check_query_labels,
+    compute_signals,
+    signals_from_labels,
+)
 from miaudit.targets.adapters import AccessLevel, Target, require_access
 
 try:  # scikit-learn's own value checks, run early so that every bad value is listed at once
@@ -211,21 +216,8 @@ def attack_features(
     """
     problems: list[str] = []
     names = _check_feature_names(features, problems)
-    labels = np.asarray(y)
-    if labels.ndim != 1:
-        problems.append(f"y must be 1-d, got shape {labels.shape}")
-    elif labels.size == 0:
-        problems.append("no records to compute features on")
-    elif labels.dtype.kind not in "iu":
-        problems.append(f"y must hold integer labels, got dtype {labels.dtype}")
-    elif labels.min() < 0 or labels.max() >= target.n_classes:
-        problems.append(
-            f"y must lie in [0, {target.n_classes}), found [{labels.min()}, {labels.max()}]"
-        )
-    if len(x) != labels.size:
-        problems.append(f"x has {len(x)} records but y has {labels.size}")
     raise_if_problems("attack_features", problems)
-    labels = labels.astype(np.int64)
+    labels = check_query_labels(x, y, target.n_classes, "attack_features")
     needed = _features_access(names)
     require_access(target, needed, f"attack features {', '.join(names)}")
 

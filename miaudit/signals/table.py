@@ -149,6 +149,30 @@ def signals_from_labels(predicted: np.ndarray, labels: np.ndarray) -> SignalTabl
     )
 
 
+def check_query_labels(x: np.ndarray, labels: np.ndarray, n_classes: int, owner: str) -> np.ndarray:
+    """Validate the true labels of queried records; return them as int64.
+
+    One error lists every problem: not 1-d, empty, not integers, outside
+    ``[0, n_classes)``, or a count that differs from the records'.
+    """
+    labels = np.asarray(labels)
+    problems = []
+    if labels.ndim != 1:
+        problems.append(f"labels must be 1-d, got shape {labels.shape}")
+    elif labels.size == 0:
+        problems.append("no records to compute signals on")
+    elif labels.dtype.kind not in "iu":
+        problems.append(f"labels must be integers, got dtype {labels.dtype}")
+    elif labels.min() < 0 or labels.max() >= n_classes:
+        problems.append(
+            f"labels must lie in [0, {n_classes}), found [{labels.min()}, {labels.max()}]"
+        )
+    if len(x) != labels.size:
+        problems.append(f"x has {len(x)} records but labels has {labels.size}")
+    raise_if_problems(owner, problems)
+    return labels.astype(np.int64)
+
+
 def compute_signals(target: Target, x: np.ndarray, labels: np.ndarray) -> SignalTable:
     """Query ``target`` once on ``x`` and compute every signal its access level allows.
 
@@ -161,22 +185,7 @@ def compute_signals(target: Target, x: np.ndarray, labels: np.ndarray) -> Signal
     labels : (n,) int array
         True classes of the records.
     """
-    labels = np.asarray(labels)
-    problems = []
-    if labels.ndim != 1:
-        problems.append(f"labels must be 1-d, got shape {labels.shape}")
-    elif labels.size == 0:
-        problems.append("no records to compute signals on")
-    elif labels.dtype.kind not in "iu":
-        problems.append(f"labels must be integers, got dtype {labels.dtype}")
-    elif labels.min() < 0 or labels.max() >= target.n_classes:
-        problems.append(
-            f"labels must lie in [0, {target.n_classes}), found [{labels.min()}, {labels.max()}]"
-        )
-    if len(x) != labels.size:
-        problems.append(f"x has {len(x)} records but labels has {labels.size}")
-    raise_if_problems("compute_signals", problems)
-    labels = labels.astype(np.int64)
+    labels = check_query_labels(x, labels, target.n_classes, "compute_signals")
     if target.access >= AccessLevel.LOGITS:
         return signals_from_logits(target.predict_logits(x), labels)
     if target.access >= AccessLevel.PROBABILITIES:
