@@ -22,7 +22,7 @@ from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.evaluation import evaluate_attack
-from miaudit.evaluation.results import AuditResult
+from miaudit.evaluation.results import AttackEvaluation, AuditResult
 from miaudit.references import (
     ReferenceEvidence,
     ReferenceSetup,
@@ -78,6 +78,31 @@ class EvaluationSettings:
             )
         raise_if_problems("EvaluationSettings", problems)
         object.__setattr__(self, "fprs", tuple(sorted(float(f) for f in self.fprs)))
+
+    def evaluate(
+        self,
+        spec: AttackSpec,
+        scores: np.ndarray,
+        is_member: np.ndarray,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        seconds: float,
+    ) -> AttackEvaluation:
+        """Evaluate one attack's scores under these settings."""
+        return evaluate_attack(
+            spec.label,
+            spec.family,
+            scores,
+            is_member,
+            labels=labels,
+            class_names=class_names,
+            fprs=self.fprs,
+            delta=self.delta,
+            confidence=self.confidence,
+            calibration_fraction=self.calibration_fraction,
+            seed=self.seed,
+            seconds=seconds,
+        )
 
 
 def default_attacks(access: AccessLevel) -> list[str]:
@@ -190,20 +215,7 @@ def run_audit(
         _check_scores(spec.label, score, audited.size)
         scores[spec.label] = score
         evaluations.append(
-            evaluate_attack(
-                spec.label,
-                spec.family,
-                score,
-                is_member,
-                labels=labels,
-                class_names=dataset.class_names,
-                fprs=settings.fprs,
-                delta=settings.delta,
-                confidence=settings.confidence,
-                calibration_fraction=settings.calibration_fraction,
-                seed=settings.seed,
-                seconds=seconds,
-            )
+            settings.evaluate(spec, score, is_member, labels, dataset.class_names, seconds)
         )
     info = {
         "description": target.description,

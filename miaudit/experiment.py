@@ -20,7 +20,6 @@ from miaudit.attacks.registry import AttackSpec, as_attack_spec
 from miaudit.audit import EvaluationSettings, run_attack_spec
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput
-from miaudit.evaluation import evaluate_attack
 from miaudit.evaluation.results import AttackEvaluation
 from miaudit.references import DEFAULT_POPULATION_SIZE, ReferenceEvidence, _query_set
 from miaudit.signals.observations import Observations
@@ -212,19 +211,6 @@ def _audit_one_target(
         )
         seconds = time.perf_counter() - t0
         evaluations.append(
-            evaluate_attack(
-                spec.label,
-                spec.family,
-                scores,
-                is_member,
-                labels=dataset.y,
-                class_names=dataset.class_names,
-                fprs=settings.fprs,
-                delta=settings.delta,
-                confidence=settings.confidence,
-                calibration_fraction=settings.calibration_fraction,
-                seed=settings.seed,
-                seconds=seconds,
-            )
+            settings.evaluate(spec, scores, is_member, dataset.y, dataset.class_names, seconds)
         )
     return evaluations
