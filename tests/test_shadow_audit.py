@@ -74,3 +74,50 @@ def test_bad_shadow_entries(name, params, message):
         spec.attack._validate() if hasattr(spec.attack, "_validate") else spec.attack.fit(
             None, None
         )
+
+
+def test_synthetic_shadow_data_reports_queries_and_records_per_class(tmp_path):
+    from miaudit.config import parse_config
+    from miaudit.data import resolve_data_dir
+    from miaudit.errors import DataNotFoundError
+    from miaudit.pipeline import run_config
+
+    try:
+        resolve_data_dir()
+    except DataNotFoundError:
+        pytest.skip("the shared data directory (location.npz) is not available")
+    config = parse_config(
+        {
+            "dataset": "location",
+            "split": {"members": 400, "nonmembers": 400, "population": 1200, "seed": 0},
+            "target": {
+                "recipe": {
+                    "architecture": "mlp",
+                    "params": {"hidden": [64]},
+                    "training": {
+                        "epochs": 40,
+                        "batch_size": 64,
+                        "lr": 0.1,
+                        "momentum": 0.0,
+                        "weight_decay": 0.0,
+                    },
+                }
+            },
+            "attacks": [
+                {
+                    "name": "shadow",
+                    "n_shadow": 2,
+                    "shadow_size": 100,
+                    "shadow_data": "synthetic",
+                    "synthesis": {"iter_max": 100, "records_per_class": 20},
+                }
+            ],
+            "references": {"cache_dir": str(tmp_path)},
+        }
+    )
+    result = run_config(config)
+    info = result.target["shadow_models"]["shadow_synthetic"]
+    assert info["target_queries"] > 0
+    assert set(info["records_per_class"]) == {str(c) for c in range(30)}
+    assert info["records"] == sum(info["records_per_class"].values())
+    assert result.attacks[0].auc > 0.5
