@@ -1,10 +1,11 @@
 """Shokri et al.'s shadow-model attack on CIFAR-10, through the YAML pipeline.
 
-A small CNN target (widths 16-32-64, 15 epochs without augmentation, so that it overfits as
-Shokri et al.'s CIFAR targets do and trains in about a minute on 2 CPU cores) on 10,000
+A small CNN target (widths 16-32-64, 15 epochs without augmentation, so that it overfits
+as Shokri et al.'s CIFAR targets do and trains in about a minute on 2 CPU cores) on 10,000
 images; 10,000 other images are its audited non-members; 4 shadow models trained like the
-target on the attacker's remaining images, one random-forest attack model per class. Prints the target's and the shadows' accuracy
-and the attack's figures beside the loss attack's, and the wall time.
+target on the attacker's remaining images, one random-forest attack model per class.
+Prints the target's and the shadows' accuracy and the attack's figures beside the loss
+attack's, and the wall time.
 
     python benchmarks/shadow_cifar.py [--cache-dir DIR]
 """
