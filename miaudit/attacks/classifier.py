@@ -125,7 +125,7 @@ class FeatureSubstitutionWarning(UserWarning):
 # --------------------------------------------------------------------------------- features
 
 
-def _check_feature_names(features: Any, problems: list[str], field: str = "features") -> tuple:
+def check_feature_names(features: Any, problems: list[str], field: str = "features") -> tuple:
     if isinstance(features, str) or not isinstance(features, Sequence):
         problems.append(
             f"{field} must be a sequence of feature names such as ('loss', 'logits'), "
@@ -153,7 +153,7 @@ def _features_access(names: tuple[str, ...]) -> AccessLevel:
 def feature_names(features: Sequence[str], n_classes: int) -> list[str]:
     """Column names of :func:`attack_features`' matrix, e.g. ``["loss", "logits[0]", ...]``."""
     problems: list[str] = []
-    names = _check_feature_names(features, problems)
+    names = check_feature_names(features, problems)
     raise_if_problems("feature_names", problems)
     out = []
     for name in names:
@@ -215,7 +215,7 @@ def attack_features(
     ``[1e-12, 1 - 1e-12]`` first, which caps the loss at about 27.6.
     """
     problems: list[str] = []
-    names = _check_feature_names(features, problems)
+    names = check_feature_names(features, problems)
     raise_if_problems("attack_features", problems)
     labels = check_query_labels(x, y, target.n_classes, "attack_features")
     needed = _features_access(names)
@@ -244,7 +244,7 @@ def features_from_signals(
     an :class:`~miaudit.errors.AccessLevelError`.
     """
     problems: list[str] = []
-    names = _check_feature_names(features, problems)
+    names = check_feature_names(features, problems)
     raise_if_problems("features_from_signals", problems)
     needs_outputs = _features_access(names) > AccessLevel.LABEL_ONLY
     if needs_outputs and table.log_proba is None:
@@ -606,14 +606,14 @@ class ClassifierAttack(BaseEstimator):
     def required_access(self) -> AccessLevel:
         """The access level :func:`attack_features` needs for ``features``."""
         problems: list[str] = []
-        names = _check_feature_names(self.features, problems)
+        names = check_feature_names(self.features, problems)
         raise_if_problems("ClassifierAttack", problems)
         return _features_access(names)
 
     # -- validation helpers -------------------------------------------------------------
 
     def _check_settings(self, problems: list[str]) -> None:
-        _check_feature_names(self.features, problems)
+        check_feature_names(self.features, problems)
         if not _is_int(self.cv) or self.cv < 2:
             problems.append(f"cv must be an int >= 2, got {self.cv!r}")
         if not _is_int(self.n_iter) or self.n_iter < 1:

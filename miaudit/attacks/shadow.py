@@ -38,7 +38,7 @@ from torch import nn
 
 from miaudit.attacks.classifier import (
     ClassifierAttack,
-    _check_feature_names,
+    check_feature_names,
     check_param_grid,
     features_from_signals,
 )
@@ -296,7 +296,7 @@ class ShadowModelAttack(BaseEstimator):
     def _feature_sets(self, problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if self.features is None:
             return ("probabilities",), ("sorted_probabilities",)
-        names = _check_feature_names(self.features, problems)
+        names = check_feature_names(self.features, problems)
         return names, names
 
     def _attack_settings(self, problems: list[str]) -> dict[str, Any]:
