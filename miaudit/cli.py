@@ -156,7 +156,7 @@ def _list_datasets(args: argparse.Namespace, console) -> int:
 
     table = Table(title="miaudit data sets")
     for column in ("name", "found", "where / why not", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for info in list_datasets(args.data_dir):
         table.add_row(
             info.name,

@@ -21,7 +21,7 @@ from miaudit.audit import EvaluationSettings, run_attack_spec
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.results import AttackEvaluation
-from miaudit.references import DEFAULT_POPULATION_SIZE, ReferenceEvidence, _query_set
+from miaudit.references import DEFAULT_POPULATION_SIZE, ReferenceEvidence, query_set
 from miaudit.signals.observations import Observations
 from miaudit.signals.table import compute_signals
 from miaudit.targets.adapters import TorchTarget
@@ -116,7 +116,7 @@ def self_audit(
         )
     settings = settings or EvaluationSettings()
     specs = [as_attack_spec(a) for a in attacks]
-    query_name, query_set = _query_set(queries, dataset)
+    query_name, query_set = query_set(queries, dataset)
     records = np.arange(dataset.n_records)
     # Model k's pair partner trained on exactly the records k did not: as a reference it
     # would make the references' IN count reveal the target's membership. Targets are

@@ -108,7 +108,7 @@ def _mean(values: list) -> float | None:
     return float(np.mean(clean)) if clean else None
 
 
-def _query_set(name: str, dataset: Dataset):
+def query_set(name: str, dataset: Dataset):
     from miaudit.compute import QuerySet
 
     if name == "auto":
@@ -147,7 +147,7 @@ def gather_reference_evidence(
             "references.queries: precomputed predictions cannot be queried on augmented "
             "records; use 'none'"
         )
-    query_name, queries = _query_set("none" if target.queries_by_index else setup.queries, dataset)
+    query_name, queries = query_set("none" if target.queries_by_index else setup.queries, dataset)
     audited = split.audited
     candidates = np.concatenate([audited, split.population])
     cache = ModelCache(setup.cache_dir) if setup.cache_dir else ModelCache.default()
