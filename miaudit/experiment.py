@@ -116,7 +116,7 @@ def self_audit(
         )
     settings = settings or EvaluationSettings()
     specs = [as_attack_spec(a) for a in attacks]
-    query_name, query_set = query_set(queries, dataset)
+    query_name, augmentations = query_set(queries, dataset)
     records = np.arange(dataset.n_records)
     # Model k's pair partner trained on exactly the records k did not: as a reference it
     # would make the references' IN count reveal the target's membership. Targets are
@@ -133,7 +133,7 @@ def self_audit(
     )
     trained = pool.train(progress=progress)
     infos = [pool.model_info(k) for k in range(n_models)]
-    observed = pool.observe(records, queries=query_set)
+    observed = pool.observe(records, queries=augmentations)
     rng = np.random.default_rng(seed)
     z_size = min(records.size, population_size or DEFAULT_POPULATION_SIZE)
     z_rows = np.sort(rng.choice(records.size, size=z_size, replace=False))
