@@ -21,8 +21,6 @@ the per-chain decisions; a chain that finishes frees its slot for a new one.
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import time
 import warnings
 from collections.abc import Sequence
@@ -34,6 +32,7 @@ import numpy as np
 from miaudit.data.dataset import Dataset
 from miaudit.errors import raise_if_problems
 from miaudit.targets.adapters import AccessLevel, Target, require_access
+from miaudit.validation import is_int, is_real
 
 __all__ = [
     "FEATURE_KINDS",
@@ -158,25 +157,13 @@ class SyntheticData:
 # ----------------------------------------------------------------------------------- checks
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
-
-
-def _is_real(value: Any) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool | np.bool_)
-        and math.isfinite(float(value))
-    )
-
-
 def _check_seed(seed: Any, problems: list[str]) -> None:
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         problems.append(f"seed must be a non-negative int, got {seed!r}")
 
 
 def _check_count(name: str, value: Any, problems: list[str], low: int = 1) -> bool:
-    if not _is_int(value) or value < low:
+    if not is_int(value) or value < low:
         problems.append(f"{name} must be an int >= {low}, got {value!r}")
         return False
     return True
@@ -404,11 +391,11 @@ def synthesize_model_based(
     _check_count("n_records", n_records, problems)
     if k_max is None and ok_features:
         k_max = max(1, n_features // 10)
-    if not _is_int(k_max) or k_max < 1 or (ok_features and k_max > n_features):
+    if not is_int(k_max) or k_max < 1 or (ok_features and k_max > n_features):
         problems.append(f"k_max must be an int in [1, n_features={n_features}], got {k_max!r}")
-    elif not _is_int(k_min) or k_min < 1 or k_min > k_max:
+    elif not is_int(k_min) or k_min < 1 or k_min > k_max:
         problems.append(f"k_min must be an int in [1, k_max={k_max}], got {k_min!r}")
-    if not _is_real(conf_min) or not 0 <= conf_min < 1:
+    if not is_real(conf_min) or not 0 <= conf_min < 1:
         problems.append(f"conf_min must be a number in [0, 1), got {conf_min!r}")
     _check_count("rej_max", rej_max, problems, low=0)
     _check_count("iter_max", iter_max, problems)
@@ -649,7 +636,7 @@ def synthesize_statistics(
     if (records is None) == (marginals is None):
         problems.append("give exactly one of records or marginals")
         raise_if_problems("synthesize_statistics", problems)
-    rng = np.random.default_rng(seed if _is_int(seed) and seed >= 0 else 0)
+    rng = np.random.default_rng(seed if is_int(seed) and seed >= 0 else 0)
 
     if records is not None:
         if values is not None:
@@ -807,7 +794,7 @@ def synthesize_noisy(
     problems: list[str] = []
     x = _check_records(records, problems)
     y = _check_labels(labels, x.shape[0], problems)
-    if not _is_real(fraction) or not 0 <= fraction <= 1:
+    if not is_real(fraction) or not 0 <= fraction <= 1:
         problems.append(f"fraction must be a number in [0, 1], got {fraction!r}")
     if feature_kind not in FEATURE_KINDS:
         problems.append(f"feature_kind must be one of {FEATURE_KINDS}, got {feature_kind!r}")

@@ -18,7 +18,6 @@ stronger attacker than the population-based attacks, and the one MindArmour eval
 from __future__ import annotations
 
 import logging
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
@@ -48,6 +47,7 @@ from miaudit.signals.table import (
     signals_from_labels,
 )
 from miaudit.targets.adapters import AccessLevel, Target, require_access
+from miaudit.validation import is_int
 
 try:  # scikit-learn's own value checks, run early so that every bad value is listed at once
     from sklearn.utils._param_validation import (
@@ -528,10 +528,6 @@ def _grid_size(grids: list[dict]) -> int | None:
     return len(ParameterGrid(grids)) if grids else 1
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 # -------------------------------------------------------------------------------- the attack
 
 
@@ -614,13 +610,13 @@ class ClassifierAttack(BaseEstimator):
 
     def _check_settings(self, problems: list[str]) -> None:
         check_feature_names(self.features, problems)
-        if not _is_int(self.cv) or self.cv < 2:
+        if not is_int(self.cv) or self.cv < 2:
             problems.append(f"cv must be an int >= 2, got {self.cv!r}")
-        if not _is_int(self.n_iter) or self.n_iter < 1:
+        if not is_int(self.n_iter) or self.n_iter < 1:
             problems.append(f"n_iter must be an int >= 1, got {self.n_iter!r}")
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             problems.append(f"seed must be a non-negative int, got {self.seed!r}")
-        if not _is_int(self.n_jobs) or not (self.n_jobs == -1 or self.n_jobs >= 1):
+        if not is_int(self.n_jobs) or not (self.n_jobs == -1 or self.n_jobs >= 1):
             problems.append(f"n_jobs must be -1 or a positive int, got {self.n_jobs!r}")
 
     @staticmethod
@@ -690,7 +686,7 @@ class ClassifierAttack(BaseEstimator):
             problems.append(f"features has {len(f)} rows but is_member has {m.size}")
         else:
             n_pos = int(np.count_nonzero(m))
-            need = self.cv if _is_int(self.cv) else 2
+            need = self.cv if is_int(self.cv) else 2
             if min(n_pos, m.size - n_pos) < need:
                 problems.append(
                     f"is_member has {n_pos} members and {m.size - n_pos} non-members; "
@@ -835,16 +831,16 @@ class ClassifierAttack(BaseEstimator):
         problems: list[str] = []
         f = self._check_matrix(features, problems)
         m = np.asarray(is_member)
-        if not _is_int(n_folds) or n_folds < 2:
+        if not is_int(n_folds) or n_folds < 2:
             problems.append(f"n_folds must be an int >= 2, got {n_folds!r}")
         fold_seed = self.seed if seed is None else seed
-        if not _is_int(fold_seed) or fold_seed < 0:
+        if not is_int(fold_seed) or fold_seed < 0:
             problems.append(f"seed must be a non-negative int, got {fold_seed!r}")
         if m.ndim != 1 or (m.dtype != np.bool_ and not np.isin(m, (0, 1)).all()):
             problems.append(f"is_member must be a 1-d boolean array, got {m.dtype} {m.shape}")
         elif f.ndim == 2 and len(f) != m.size:
             problems.append(f"features has {len(f)} rows but is_member has {m.size}")
-        elif _is_int(n_folds):
+        elif is_int(n_folds):
             n_pos = int(np.count_nonzero(m))
             if min(n_pos, m.size - n_pos) < n_folds:
                 problems.append(

@@ -22,8 +22,6 @@ When the attacker owns no data like the target's, :mod:`miaudit.synthesis` makes
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +52,7 @@ from miaudit.targets.adapters import (
     check_probabilities,
     require_access,
 )
+from miaudit.validation import is_int, is_real
 
 __all__ = [
     "ATTACK_MODELS",
@@ -92,18 +91,6 @@ ProgressFn = Callable[[int, int, dict], None]
 class ShadowCoverageWarning(UserWarning):
     """Some classes had too few shadow records to train their own attack model; their
     records are scored by the pooled model (see ``classes_without_model_``)."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
-
-
-def _is_real(value: Any) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool | np.bool_)
-        and math.isfinite(float(value))
-    )
 
 
 # ------------------------------------------------------------------ the torch attack model
@@ -323,13 +310,13 @@ class ShadowModelAttack(BaseEstimator):
             )
         merged = {**_TORCH_DEFAULTS, **{k: v for k, v in given.items() if k in _TORCH_DEFAULTS}}
         for name in ("hidden", "epochs", "batch_size"):
-            if not _is_int(merged[name]) or merged[name] < 1:
+            if not is_int(merged[name]) or merged[name] < 1:
                 problems.append(
                     f"attack_params['{name}'] must be an int >= 1, got {merged[name]!r}"
                 )
-        if not _is_real(merged["lr"]) or merged["lr"] <= 0:
+        if not is_real(merged["lr"]) or merged["lr"] <= 0:
             problems.append(f"attack_params['lr'] must be a positive number, got {merged['lr']!r}")
-        if not _is_real(merged["weight_decay"]) or merged["weight_decay"] < 0:
+        if not is_real(merged["weight_decay"]) or merged["weight_decay"] < 0:
             problems.append(
                 "attack_params['weight_decay'] must be a non-negative number, got "
                 f"{merged['weight_decay']!r}"
@@ -337,20 +324,20 @@ class ShadowModelAttack(BaseEstimator):
         return merged
 
     def _check_settings(self, problems: list[str]) -> None:
-        if not _is_int(self.n_shadow) or self.n_shadow < 1:
+        if not is_int(self.n_shadow) or self.n_shadow < 1:
             problems.append(f"n_shadow must be an int >= 1, got {self.n_shadow!r}")
         for name in ("per_class", "disjoint"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 problems.append(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.shadow_size is not None and (not _is_int(self.shadow_size) or self.shadow_size < 1):
+        if self.shadow_size is not None and (not is_int(self.shadow_size) or self.shadow_size < 1):
             problems.append(f"shadow_size must be None or an int >= 1, got {self.shadow_size!r}")
-        if not _is_int(self.min_class_records) or self.min_class_records < 2:
+        if not is_int(self.min_class_records) or self.min_class_records < 2:
             problems.append(
                 f"min_class_records must be an int >= 2, got {self.min_class_records!r}"
             )
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_int(self.seed) or self.seed < 0:
             problems.append(f"seed must be a non-negative int, got {self.seed!r}")
-        if not _is_int(self.n_jobs) or not (self.n_jobs == -1 or self.n_jobs >= 1):
+        if not is_int(self.n_jobs) or not (self.n_jobs == -1 or self.n_jobs >= 1):
             problems.append(f"n_jobs must be -1 or a positive int, got {self.n_jobs!r}")
 
     def _make_model(self, settings: dict[str, Any], names: tuple[str, ...]) -> Any:
@@ -563,12 +550,12 @@ class ShadowModelAttack(BaseEstimator):
         return self
 
     def _shadow_size(self, pool: np.ndarray | None, problems: list[str]) -> int | None:
-        if pool is None or not _is_int(self.n_shadow) or self.n_shadow < 1:
+        if pool is None or not is_int(self.n_shadow) or self.n_shadow < 1:
             return None
         n = pool.size
         groups = 2 * int(self.n_shadow) if self.disjoint else 2
         size = n // groups if self.shadow_size is None else self.shadow_size
-        if not _is_int(size) or size < 1 or size * groups > n:
+        if not is_int(size) or size < 1 or size * groups > n:
             how = (
                 f"disjoint=True needs 2 x n_shadow x shadow_size = {groups} x {size} records"
                 if self.disjoint
@@ -579,7 +566,7 @@ class ShadowModelAttack(BaseEstimator):
                 "lower shadow_size or n_shadow, or set disjoint=False"
             )
             return None
-        if _is_int(self.min_class_records) and int(self.n_shadow) * size < self.min_class_records:
+        if is_int(self.min_class_records) and int(self.n_shadow) * size < self.min_class_records:
             problems.append(
                 f"the shadow models hold {int(self.n_shadow) * size} 'in' records in all, "
                 f"fewer than min_class_records={self.min_class_records}"
@@ -747,9 +734,9 @@ def per_class_metrics(
         problems.append(f"labels must be {s.shape} integers, got {lab.dtype} {lab.shape}")
     elif lab.size and lab.min() < 0:
         problems.append(f"labels must be >= 0, found {lab.min()}")
-    if not _is_real(threshold):
+    if not is_real(threshold):
         problems.append(f"threshold must be a finite number, got {threshold!r}")
-    if n_classes is not None and (not _is_int(n_classes) or n_classes < 1):
+    if n_classes is not None and (not is_int(n_classes) or n_classes < 1):
         problems.append(f"n_classes must be a positive int, got {n_classes!r}")
     elif n_classes is not None and lab.size and lab.dtype.kind in "iu" and lab.max() >= n_classes:
         problems.append(f"labels must lie in [0, {n_classes}), found {lab.max()}")

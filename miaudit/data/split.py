@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.errors import InvalidAuditInput, raise_if_problems
+from miaudit.validation import is_int
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,14 +112,14 @@ def make_split(
         non-members in proportion (per-class results then exist for every class).
     """
     problems = []
-    if not _is_int(n_records) or n_records < 0:
+    if not is_int(n_records) or n_records < 0:
         problems.append(f"n_records must be a non-negative integer, got {n_records!r}")
     for name, value in (("n_members", n_members), ("n_nonmembers", n_nonmembers)):
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             problems.append(f"{name} must be a positive integer, got {value!r}")
-    if n_population is not None and (not _is_int(n_population) or n_population < 0):
+    if n_population is not None and (not is_int(n_population) or n_population < 0):
         problems.append(f"n_population must be a non-negative integer, got {n_population!r}")
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         problems.append(f"seed must be a non-negative integer, got {seed!r}")
     if labels is not None:
         labels = np.asarray(labels)
@@ -126,7 +127,7 @@ def make_split(
             problems.append(
                 f"labels must be a 1-d integer array, got {labels.dtype} {labels.shape}"
             )
-        elif _is_int(n_records) and labels.size != n_records:
+        elif is_int(n_records) and labels.size != n_records:
             problems.append(f"labels has {labels.size} entries for {n_records} records")
         elif labels.size and labels.min() < 0:
             problems.append(f"labels must be class indices >= 0, found {labels.min()}")
@@ -150,11 +151,6 @@ def make_split(
     nonmembers = np.sort(order[n_members : n_members + n_nonmembers])
     population = np.sort(order[n_members + n_nonmembers : n_members + n_nonmembers + n_pop])
     return AuditSplit(members, nonmembers, population, seed=int(seed))
-
-
-def _is_int(value: object) -> bool:
-    """An integer count or seed; ``True``/``False`` are refused as likely mistakes."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from miaudit.errors import InvalidAuditInput, raise_if_problems
+from miaudit.validation import is_int
 
 __all__ = [
     "ARCHITECTURES",
@@ -62,13 +63,9 @@ class ParamSpec:
     check: Callable[[Any], tuple[Any, bool]]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _int_tuple(*, min_len: int, max_len: int) -> Callable[[Any], tuple[Any, bool]]:
     def check(value: Any) -> tuple[Any, bool]:
-        if isinstance(value, (list, tuple)) and all(_is_int(v) and v > 0 for v in value):
+        if isinstance(value, (list, tuple)) and all(is_int(v) and v > 0 for v in value):
             if min_len <= len(value) <= max_len:
                 return tuple(int(v) for v in value), True
         return value, False
@@ -91,7 +88,7 @@ def _fraction(value: Any) -> tuple[Any, bool]:
 
 
 def _positive_int(value: Any) -> tuple[Any, bool]:
-    if _is_int(value) and value > 0:
+    if is_int(value) and value > 0:
         return int(value), True
     return value, False
 
@@ -465,7 +462,7 @@ def build_model(
     problems: list[str] = []
     resolved = _resolve(spec, params, problems)
     shape_ok = isinstance(input_shape, (tuple, list)) and all(
-        _is_int(s) and s > 0 for s in input_shape
+        is_int(s) and s > 0 for s in input_shape
     )
     if not shape_ok or len(input_shape) == 0:
         problems.append(
@@ -475,9 +472,9 @@ def build_model(
         shape_problem = spec.check_shape(tuple(input_shape), resolved)
         if shape_problem:
             problems.append(shape_problem)
-    if not _is_int(n_classes) or n_classes < 2:
+    if not is_int(n_classes) or n_classes < 2:
         problems.append(f"n_classes must be an int of at least 2, got {n_classes!r}")
-    if seed is not None and (not _is_int(seed) or seed < 0):
+    if seed is not None and (not is_int(seed) or seed < 0):
         problems.append(f"seed must be a non-negative int or None, got {seed!r}")
     raise_if_problems(f"architecture {name!r}", problems)
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.models.augment import flip_and_shift
+from miaudit.validation import is_int, is_real
 
 __all__ = [
     "ProgressCallback",
@@ -51,18 +52,6 @@ _DEVICES = ("auto", "cpu", "cuda")
 # caches; 256 made the accuracy pass of small_cnn 1.3-1.7x faster (benchmarks/
 # trainer_throughput.py). A GPU prefers big chunks.
 _EVAL_BATCH = {"cpu": 256, "cuda": 2048}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,36 +145,36 @@ class TrainingConfig:
         p: list[str] = []
         for name in ("epochs", "batch_size", "step_size"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 p.append(f"{name} must be a positive int, got {value!r}")
         if self.optimizer not in _OPTIMIZERS:
             p.append(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
-        if not _is_real(self.lr) or self.lr <= 0:
+        if not is_real(self.lr) or self.lr <= 0:
             p.append(f"lr must be a positive finite number, got {self.lr!r}")
-        if not _is_real(self.momentum) or not 0 <= self.momentum < 1:
+        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             p.append(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if not isinstance(self.nesterov, bool):
             p.append(f"nesterov must be True or False, got {self.nesterov!r}")
         elif self.nesterov and (
-            self.optimizer != "sgd" or not _is_real(self.momentum) or self.momentum <= 0
+            self.optimizer != "sgd" or not is_real(self.momentum) or self.momentum <= 0
         ):
             p.append(
                 "nesterov=True needs optimizer 'sgd' and momentum > 0, got optimizer "
                 f"{self.optimizer!r} and momentum {self.momentum!r}"
             )
-        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+        if not is_real(self.weight_decay) or self.weight_decay < 0:
             p.append(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
         if self.schedule not in _SCHEDULES:
             p.append(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
-        if not _is_real(self.step_gamma) or not 0 < self.step_gamma <= 1:
+        if not is_real(self.step_gamma) or not 0 < self.step_gamma <= 1:
             p.append(f"step_gamma must lie in (0, 1], got {self.step_gamma!r}")
-        if not _is_real(self.warmup_fraction) or not 0 < self.warmup_fraction < 1:
+        if not is_real(self.warmup_fraction) or not 0 < self.warmup_fraction < 1:
             p.append(f"warmup_fraction must lie in (0, 1), got {self.warmup_fraction!r}")
         if not isinstance(self.augment, bool):
             p.append(f"augment must be True or False, got {self.augment!r}")
-        if not _is_int(self.crop_padding) or self.crop_padding < 0:
+        if not is_int(self.crop_padding) or self.crop_padding < 0:
             p.append(f"crop_padding must be a non-negative int, got {self.crop_padding!r}")
-        if not _is_real(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+        if not is_real(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
             p.append(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
         if self.device not in _DEVICES:
             p.append(f"device must be one of {_DEVICES}, got {self.device!r}")
@@ -315,7 +304,7 @@ def predict_logits(
         ``(n, n_classes)`` float64 logits.
     """
     problems: list[str] = []
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         problems.append(f"batch_size must be a positive int, got {batch_size!r}")
     raise_if_problems("predict_logits", problems)
     xt = _as_tensor(x, torch.float32, "x")
@@ -469,7 +458,7 @@ def train_model(
     problems: list[str] = []
     if not isinstance(config, TrainingConfig):
         problems.append(f"config must be a TrainingConfig, got {type(config).__name__}")
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         problems.append(f"seed must be a non-negative int, got {seed!r}")
     if (eval_x is None) != (eval_y is None):
         problems.append("eval_x and eval_y must be given together")
