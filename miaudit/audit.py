@@ -313,7 +313,6 @@ def _run_shadow(
         raise InvalidAuditInput(f"attack {spec.label!r} needs a recipe to train shadow models")
     if signals.log_proba is None:
         raise InvalidAuditInput(f"attack {spec.label!r} needs the target's probabilities")
-    from miaudit.compute import ModelCache
     from miaudit.shadow_data import shadow_training_data
 
     params = spec.params
@@ -327,9 +326,8 @@ def _run_shadow(
         seed=seed,
     )
     setup = context.references
-    cache = ModelCache(setup.cache_dir) if setup.cache_dir else ModelCache.default()
     attack = spec.attack
-    attack.fit(data, indices, recipe=setup.recipe, cache=cache)
+    attack.fit(data, indices, recipe=setup.recipe, cache=setup.cache())
     context.shadow_models[spec.label] = {
         **info,
         "n_shadow": int(attack.n_shadow),

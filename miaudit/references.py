@@ -57,6 +57,12 @@ class ReferenceSetup:
     seed: int = 0
     population_size: int | None = None
 
+    def cache(self):
+        """The model cache shared by reference and shadow models of this setup."""
+        from miaudit.compute import ModelCache
+
+        return ModelCache(self.cache_dir)  # None: $MIAUDIT_CACHE or ~/.cache/miaudit
+
 
 @dataclass(frozen=True, eq=False)
 class ReferenceEvidence:
@@ -140,7 +146,7 @@ def gather_reference_evidence(
     progress=None,
 ) -> ReferenceEvidence:
     """Train or load ``n_models`` references and query them and the target."""
-    from miaudit.compute import ModelCache, ReferencePool
+    from miaudit.compute import ReferencePool
 
     if target.queries_by_index and setup.queries not in ("auto", "none"):
         raise InvalidAuditInput(
@@ -150,9 +156,8 @@ def gather_reference_evidence(
     query_name, queries = query_set("none" if target.queries_by_index else setup.queries, dataset)
     audited = split.audited
     candidates = np.concatenate([audited, split.population])
-    cache = ModelCache(setup.cache_dir) if setup.cache_dir else ModelCache.default()
     pool = ReferencePool(
-        setup.recipe, dataset, candidates, n_models=n_models, seed=setup.seed, cache=cache
+        setup.recipe, dataset, candidates, n_models=n_models, seed=setup.seed, cache=setup.cache()
     )
     trained = pool.train(progress=progress)
     model_info = [pool.model_info(k) for k in range(n_models)]
