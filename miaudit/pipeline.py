@@ -143,8 +143,7 @@ def build_target(
     description = section.description
     if section.recipe is not None:
         recipe = _torch_recipe(section.recipe)
-        if hasattr(recipe, "validate"):
-            recipe.validate(dataset)
+        recipe.validate(dataset)
         trained = recipe.train(
             dataset,
             split.members,
@@ -181,16 +180,17 @@ def build_target(
             access=_access(section, AccessLevel.PROBABILITIES),
             description=description or f"scikit-learn {section.sklearn.estimator}",
         )
+        params = trained.model.get_params(deep=False)
         info = {
             "architecture": section.sklearn.estimator,
-            "architecture_params": trained.model.get_params(deep=False) | {},
+            # JSON-ready parameters only (an estimator-valued parameter is left out).
+            "architecture_params": {
+                k: v
+                for k, v in params.items()
+                if isinstance(v, (int, float, str, bool, type(None)))
+            },
             "training_seconds": round(trained.seconds, 3),
             "origin": "trained by miaudit from the audit file's recipe",
-        }
-        info["architecture_params"] = {
-            k: v
-            for k, v in info["architecture_params"].items()
-            if isinstance(v, (int, float, str, bool, type(None)))
         }
         return target, info, recipe
     target, info = _load_target_file(section, dataset, split, trust_pickle=trust_pickle)
