@@ -29,7 +29,12 @@ from miaudit.evaluation.roc import (
     _roc_counts,
     _tpr_at,
 )
-from miaudit.evaluation.thresholds import calibration_mask, epsilon_bound, threshold_metrics
+from miaudit.evaluation.thresholds import (
+    calibration_mask,
+    epsilon_bound,
+    precision_recall,
+    threshold_metrics,
+)
 
 __all__ = [
     "DEFAULT_FPRS",
@@ -113,15 +118,6 @@ def _check_settings(
             )
 
 
-def _precision_recall(predicted: np.ndarray, is_member: np.ndarray) -> tuple[float, float]:
-    """Precision and recall of hard decisions; -1 where undefined (MindArmour)."""
-    tp = int((predicted & is_member).sum())
-    n_pred, n_pos = int(predicted.sum()), int(is_member.sum())
-    precision = tp / n_pred if n_pred else -1.0
-    recall = tp / n_pos if n_pos else -1.0
-    return precision, recall
-
-
 def _per_class(
     scores: np.ndarray,
     is_member: np.ndarray,
@@ -200,7 +196,10 @@ def _per_class(
         precision = recall = None
         if threshold is not None and evaluation is not None:
             held = evaluation[idx]
-            precision, recall = _precision_recall(s[held] >= threshold, m[held])
+            predicted, members = s[held] >= threshold, m[held]
+            precision, recall = precision_recall(
+                int((predicted & members).sum()), int(predicted.sum()), int(members.sum())
+            )
         results.append(
             ClassResult(
                 class_index=cls,

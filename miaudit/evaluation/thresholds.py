@@ -162,6 +162,14 @@ def choose_advantage_threshold(scores: ArrayLike, is_member: ArrayLike) -> float
     return _advantage_threshold(_roc_counts(s, m))
 
 
+def precision_recall(tp: int, n_predicted: int, n_members: int) -> tuple[float, float]:
+    """Precision and recall from counts; -1 where undefined (MindArmour's convention:
+    no record predicted a member, or no member among the records)."""
+    precision = tp / n_predicted if n_predicted else -1.0
+    recall = tp / n_members if n_members else -1.0
+    return float(precision), float(recall)
+
+
 def threshold_metrics(
     scores: ArrayLike, is_member: ArrayLike, calibration: ArrayLike
 ) -> ThresholdMetrics:
@@ -193,8 +201,7 @@ def threshold_metrics(
     ev = ~cal
     tp, fp, tn, fn = _counts_at(s[ev], m[ev], threshold)
     n_eval = tp + fp + tn + fn
-    precision = tp / (tp + fp) if tp + fp else -1.0
-    recall = tp / (tp + fn) if tp + fn else -1.0
+    precision, recall = precision_recall(tp, tp + fp, tp + fn)
     if precision < 0 or recall < 0:
         f1 = -1.0
     elif precision + recall == 0:
