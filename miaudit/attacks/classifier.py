@@ -113,9 +113,6 @@ _SOLVERS_FOR_PENALTY: dict[str | None, frozenset[str]] = {
     None: frozenset({"lbfgs", "newton-cg", "newton-cholesky", "sag", "saga"}),
 }
 
-# Smallest probability whose log we take when a target gives probabilities only.
-_TINY = np.finfo(np.float64).tiny
-
 
 class FeatureSubstitutionWarning(UserWarning):
     """A requested attack feature was replaced by its closest equivalent (log-probabilities

@@ -57,7 +57,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
 from torch import nn
 
 from miaudit.compute.cache import ModelCache, cache_key, data_fingerprint
@@ -68,6 +67,7 @@ from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
 from miaudit.models.recipes import Recipe, TrainedModel, check_indices
 from miaudit.models.training import _EVAL_BATCH, predict_logits, resolve_device
 from miaudit.signals.observations import Observations
+from miaudit.signals.table import scaled_logit_and_log_confidence
 from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, require_access
 
 __all__ = [
@@ -93,7 +93,6 @@ _ENSEMBLE_GROUP = 16
 _ENSEMBLE_BUDGET = 1 << 27
 # Floats per chunk of augmented records in observe (a chunk of views is 128 MB).
 _OBSERVE_BUDGET = 1 << 25
-_TINY = np.finfo(np.float64).tiny
 
 #: ``progress(done, total, info)`` after each model is loaded or trained; ``info`` holds
 #: ``model``, ``from_cache``, ``seconds``, ``train_accuracy``, ``test_accuracy``, ``seed``,
@@ -146,34 +145,6 @@ class LeaveOneOut:
 
 
 # --------------------------------------------------------------------------- answers
-
-
-def _phi_from_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """φ = z_y − logsumexp_{j≠y} z_j and log p_y = z_y − logsumexp_j z_j, row-wise.
-
-    The same formulas as :func:`miaudit.signals.table.signals_from_logits`, without the
-    signals attacks on a pool do not use.
-    """
-    rows = np.arange(labels.size)
-    z_y = logits[rows, labels]
-    log_p_y = z_y - logsumexp(logits, axis=1)
-    others = logits.copy()
-    others[rows, labels] = -np.inf
-    return z_y - logsumexp(others, axis=1), log_p_y
-
-
-def _phi_from_proba(proba: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """φ = log p_y − log Σ_{j≠y} p_j from probabilities, as
-    :func:`~miaudit.signals.table.signals_from_proba` computes it: the sum over the other
-    classes avoids the cancellation in 1 − p_y, zeros are floored at the smallest double,
-    and rows are renormalised in log space (rounded APIs rarely sum to exactly 1)."""
-    rows = np.arange(labels.size)
-    log_p = np.log(np.maximum(proba, _TINY))
-    log_p -= logsumexp(log_p, axis=1, keepdims=True)
-    others = proba.copy()
-    others[rows, labels] = 0.0
-    log_p_y = log_p[rows, labels]
-    return log_p_y - np.log(np.maximum(others.sum(axis=1), _TINY)), log_p_y
 
 
 @dataclass(frozen=True)
@@ -294,7 +265,7 @@ def observe_models(
                     f"observe: model {k} answered with NaN or infinite values (did its "
                     "training diverge?)"
                 )
-            ph, lp = (_phi_from_logits if ans.logits else _phi_from_proba)(out, labels)
+            ph, lp = scaled_logit_and_log_confidence(out, labels, from_logits=ans.logits)
             phi[k, lo : lo + c] = ph.reshape(a, c).T
             log_p[k, lo : lo + c] = lp.reshape(a, c).T
     return Observations(records, phi, log_p, inclusion)

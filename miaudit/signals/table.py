@@ -116,14 +116,46 @@ def signals_from_log_proba(
     )
 
 
+def _scaled_logit_of_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    rows = np.arange(labels.size)
+    masked = logits.copy()
+    masked[rows, labels] = -np.inf
+    return logits[rows, labels] - logsumexp(masked, axis=1)
+
+
+def _log_proba_of_proba(proba: np.ndarray) -> np.ndarray:
+    log_proba = np.log(np.maximum(proba, _TINY))
+    return log_proba - logsumexp(log_proba, axis=1, keepdims=True)  # renormalise rounded rows
+
+
+def _scaled_logit_of_proba(
+    proba: np.ndarray, log_proba: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    rows = np.arange(labels.size)
+    others = proba.copy()
+    others[rows, labels] = 0.0
+    return log_proba[rows, labels] - np.log(np.maximum(others.sum(axis=1), _TINY))
+
+
+def scaled_logit_and_log_confidence(
+    outputs: np.ndarray, labels: np.ndarray, *, from_logits: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """φ and log p_y alone, for reference pools that need nothing else (same formulas as
+    :func:`signals_from_logits` and :func:`signals_from_proba`)."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    rows = np.arange(labels.size)
+    if from_logits:
+        log_p_y = outputs[rows, labels] - logsumexp(outputs, axis=1)
+        return _scaled_logit_of_logits(outputs, labels), log_p_y
+    log_proba = _log_proba_of_proba(outputs)
+    return _scaled_logit_of_proba(outputs, log_proba, labels), log_proba[rows, labels]
+
+
 def signals_from_logits(logits: np.ndarray, labels: np.ndarray) -> SignalTable:
     """Signals from logits: φ = z_y − logsumexp_{j≠y} z_j, exact even when p_y rounds to 1."""
     logits = np.asarray(logits, dtype=np.float64)
-    rows = np.arange(labels.size)
     log_proba = logits - logsumexp(logits, axis=1, keepdims=True)
-    masked = logits.copy()
-    masked[rows, labels] = -np.inf
-    phi = logits[rows, labels] - logsumexp(masked, axis=1)
+    phi = _scaled_logit_of_logits(logits, labels)
     return signals_from_log_proba(log_proba, labels, scaled_logit=phi, logits=logits)
 
 
@@ -132,12 +164,8 @@ def signals_from_proba(proba: np.ndarray, labels: np.ndarray) -> SignalTable:
     avoids the cancellation in 1 − p_y; probabilities of 0 are floored at the smallest
     positive double."""
     proba = np.asarray(proba, dtype=np.float64)
-    rows = np.arange(labels.size)
-    log_proba = np.log(np.maximum(proba, _TINY))
-    log_proba -= logsumexp(log_proba, axis=1, keepdims=True)  # renormalise rounded rows
-    others = proba.copy()
-    others[rows, labels] = 0.0
-    phi = log_proba[rows, labels] - np.log(np.maximum(others.sum(axis=1), _TINY))
+    log_proba = _log_proba_of_proba(proba)
+    phi = _scaled_logit_of_proba(proba, log_proba, labels)
     return signals_from_log_proba(log_proba, labels, scaled_logit=phi)
 
 
