@@ -42,9 +42,9 @@ from miaudit.attacks.classifier import ClassifierAttack, attack_features
 from miaudit.attacks.shadow import ShadowCoverageWarning, ShadowModelAttack, per_class_metrics
 from miaudit.compute.cache import ModelCache
 from miaudit.data import load_dataset, make_split
+from miaudit.data.synthesis import synthesize_model_based, synthesize_noisy
 from miaudit.evaluation import evaluate_attack
 from miaudit.models import TorchRecipe, TrainingConfig
-from miaudit.synthesis import synthesize_model_based, synthesize_noisy
 from miaudit.targets import TorchTarget
 
 RECIPE = TorchRecipe(

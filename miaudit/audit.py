@@ -1,8 +1,12 @@
 """Run attacks against one target and evaluate them: the Python entry point of an audit.
 
-The flow is the one of ARCHITECTURE.md: signals are computed once per target (one query per
-audited record), each attack turns them into a score vector, and ``evaluation`` turns each
-score vector into metrics without knowing which attack produced it.
+The flow is the one of ARCHITECTURE.md: :func:`plan_audit` checks every attack, parameter
+and requirement before anything is trained; :func:`build_evidence` queries the target once
+per audited record and query and gathers the reference models' answers into one frozen
+:class:`~miaudit.signals.evidence.Evidence`; :func:`run_attacks`, the one attack loop of
+every audit (the self-audit's too), runs ``fit(evidence)`` then ``score(evidence)`` for each
+attack; and ``evaluation`` turns each score vector into metrics without knowing which attack
+produced it.
 """
 
 from __future__ import annotations
@@ -10,104 +14,206 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from miaudit import __version__
-from miaudit.attacks.classifier import features_from_signals
-from miaudit.attacks.metric import METRIC_ATTACKS
-from miaudit.attacks.registry import AttackSpec, as_attack_spec
+from miaudit.attacks.registry import (
+    AttackSpec,
+    build_attacks,
+    check_requirements,
+    default_attacks,
+)
 from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit
 from miaudit.errors import InvalidAuditInput, raise_if_problems
-from miaudit.evaluation import evaluate_attack
 from miaudit.evaluation.results import AttackEvaluation, AuditResult
+from miaudit.evaluation.settings import EvaluationSettings
 from miaudit.references import (
-    ReferenceEvidence,
+    ReferenceDesign,
     ReferenceSetup,
     gather_reference_evidence,
+    plan_references,
+    query_set,
     reference_warnings,
+    resolve_queries,
 )
-from miaudit.signals.table import SignalTable, compute_signals
-from miaudit.targets.adapters import AccessLevel, Target, require_access
+from miaudit.signals.evidence import Evidence, query_target
+from miaudit.signals.table import SignalTable
+from miaudit.targets.adapters import AccessLevel, Target
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "AuditPlan",
+    "EvaluationSettings",
+    "build_evidence",
+    "default_attacks",
+    "plan_audit",
+    "run_attacks",
+    "run_audit",
+]
 
 #: A target whose accuracy on its own members is below this multiple of chance did not
 #: really train; attacks on it understate what a trained model would leak.
 UNTRAINED_FACTOR = 1.5
 
 
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """How scores become metrics (shared by every attack of an audit).
+@dataclass(frozen=True, eq=False)
+class AuditPlan:
+    """An audit checked before any model is trained or queried.
 
     Attributes
     ----------
-    fprs : tuple of float
-        FPRs at which TPR is reported; the report contract needs at least 0.001, 0.01, 0.1.
-    delta : float
-        δ of the empirical (ε, δ) lower bound.
-    confidence : float
-        Confidence of Clopper–Pearson intervals and of the ε bound.
-    calibration_fraction : float
-        Share of the audited records (per membership class) that chooses thresholds; the
-        metrics that need a threshold are measured on the rest.
-    seed : int
-        Seed of the calibration split.
+    specs : list of AttackSpec
+        The attacks, parameters checked, labels unique.
+    n_references : int
+        Reference models to train: the most any attack asks for (0: none needed).
+    design : ReferenceDesign or None
+        The records the references train on and RMIA's population (see
+        :mod:`miaudit.references`); None without reference attacks.
     """
 
-    fprs: tuple[float, ...] = (0.001, 0.01, 0.1)
-    delta: float = 1e-5
-    confidence: float = 0.95
-    calibration_fraction: float = 0.5
-    seed: int = 0
+    specs: list[AttackSpec]
+    n_references: int
+    design: ReferenceDesign | None
 
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.fprs or any(not 0 < f < 1 for f in self.fprs):
-            problems.append(f"fprs must be values in (0, 1), got {list(self.fprs)}")
-        if not 0 <= self.delta < 1:
-            problems.append(f"delta must lie in [0, 1), got {self.delta}")
-        if not 0.5 <= self.confidence < 1:
-            problems.append(f"confidence must lie in [0.5, 1), got {self.confidence}")
-        if not 0 < self.calibration_fraction < 1:
-            problems.append(
-                f"calibration_fraction must lie in (0, 1), got {self.calibration_fraction}"
+
+def plan_audit(
+    access: AccessLevel,
+    dataset: Dataset,
+    split: AuditSplit,
+    attacks: Sequence[str | dict | AttackSpec] | None,
+    references: ReferenceSetup | None,
+    *,
+    target_description: str = "the target",
+) -> AuditPlan:
+    """Check every attack, its requirements and the reference design; train nothing.
+
+    This is what lets a configuration error end the audit within seconds, before the
+    target or any reference model is trained: unknown attacks and parameters, repeated
+    labels, an access level below an attack's needs, attacks needing a recipe without one,
+    a population too small for RMIA or for references of the target's size.
+    """
+    split.check_within(dataset.n_records)
+    specs = build_attacks(attacks if attacks is not None else default_attacks(access))
+    check_requirements(
+        specs, access, has_recipe=references is not None, target_description=target_description
+    )
+    n_refs = max((s.num_references or 0 for s in specs if s.requirements.references), default=0)
+    design = None
+    if n_refs:
+        assert references is not None
+        resolve_queries(references.queries, dataset, references.recipe)  # fails now
+        design = plan_references(split, references)
+        lacking = [
+            s.label for s in specs if s.requirements.references and s.requirements.population
+        ]
+        if lacking and design.population.size == 0:
+            raise InvalidAuditInput(
+                f"attacks {lacking} compare audited records with population records, but "
+                f"no population record is left (split.population holds "
+                f"{split.population.size}, {design.top_up.size} of them top the references' "
+                "training sets up): give split.population records the target never saw"
             )
-        raise_if_problems("EvaluationSettings", problems)
-        object.__setattr__(self, "fprs", tuple(sorted(float(f) for f in self.fprs)))
-
-    def evaluate(
-        self,
-        spec: AttackSpec,
-        scores: np.ndarray,
-        is_member: np.ndarray,
-        labels: np.ndarray,
-        class_names: Sequence[str],
-        seconds: float,
-    ) -> AttackEvaluation:
-        """Evaluate one attack's scores under these settings."""
-        return evaluate_attack(
-            spec.label,
-            spec.family,
-            scores,
-            is_member,
-            labels=labels,
-            class_names=class_names,
-            fprs=self.fprs,
-            delta=self.delta,
-            confidence=self.confidence,
-            calibration_fraction=self.calibration_fraction,
-            seed=self.seed,
-            seconds=seconds,
+    shadows = [s.label for s in specs if s.requirements.shadows and s.requirements.population]
+    if shadows and split.population.size == 0:
+        raise InvalidAuditInput(
+            f"attacks {shadows} train shadow models on the attacker's population, but "
+            "split.population is empty"
         )
+    return AuditPlan(specs, n_refs, design)
 
 
-def default_attacks(access: AccessLevel) -> list[str]:
-    """Every metric attack the access level allows (all of them above label-only)."""
-    return [name for name, spec in METRIC_ATTACKS.items() if spec[2] <= access]
+def build_evidence(
+    target: Target,
+    dataset: Dataset,
+    split: AuditSplit,
+    plan: AuditPlan,
+    references: ReferenceSetup | None,
+    *,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    on_reference: Callable[[int, int, dict], None] | None = None,
+) -> Evidence:
+    """Query the target once and gather the reference models' answers: the evidence every
+    attack of ``plan`` reads."""
+    notify = progress or (lambda message: None)
+    notify("querying the target")
+    audited = split.audited
+    queries = None
+    if plan.n_references:
+        assert references is not None
+        name = "none" if target.queries_by_index else references.queries
+        if target.queries_by_index and references.queries not in ("auto", "none"):
+            raise InvalidAuditInput(
+                "references.queries: precomputed predictions cannot be queried on augmented "
+                "records; use 'none'"
+            )
+        queries = query_set(name, dataset, references.recipe)[1]
+    signals, target_observations = query_target(target, dataset, audited, queries)
+    reference_evidence = None
+    if plan.n_references:
+        assert references is not None and target_observations is not None
+        notify(f"reference models: {plan.n_references}")
+        reference_evidence = gather_reference_evidence(
+            target,
+            dataset,
+            split,
+            references,
+            n_models=plan.n_references,
+            progress=on_reference,
+            design=plan.design,
+            audited_target=target_observations,
+        )
+    return Evidence(
+        target=target,
+        dataset=dataset,
+        records=audited,
+        labels=dataset.y[audited],
+        signals=signals,
+        population=split.population,
+        references=reference_evidence,
+        recipe=None if references is None else references.recipe,
+        cache=None if references is None else references.cache(),
+        is_member=split.is_member,
+        seed=seed,
+    )
+
+
+def run_attacks(
+    evidence: Evidence,
+    specs: Sequence[AttackSpec],
+    settings: EvaluationSettings,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[AttackEvaluation], dict[str, np.ndarray], dict[str, dict]]:
+    """The one attack loop of every audit: ``fit(evidence)``, ``score(evidence)``, check the
+    score contract, evaluate. Returns the evaluations, the score vectors by label, and the
+    facts attacks report about themselves (e.g. their shadow models) by label."""
+    notify = progress or (lambda message: None)
+    if evidence.is_member is None:
+        raise InvalidAuditInput("run_attacks: the evidence must carry the known membership")
+    is_member = evidence.is_member
+    evaluations, scores, facts = [], {}, {}
+    for spec in specs:
+        notify(f"attack {spec.label}")
+        view = evidence.for_attack(spec)
+        t0 = time.perf_counter()
+        score = spec.attack.fit(view).score(view)
+        seconds = time.perf_counter() - t0
+        _check_scores(spec.label, score, evidence.n_records)
+        scores[spec.label] = score
+        if callable(describe := getattr(spec.attack, "describe", None)):
+            facts[spec.label] = describe()
+        evaluations.append(
+            settings.evaluate(
+                spec, score, is_member, evidence.labels, evidence.dataset.class_names, seconds
+            )
+        )
+    return evaluations, scores, facts
 
 
 def run_audit(
@@ -141,7 +247,8 @@ def run_audit(
         Extra JSON-ready facts about the target for the report (architecture, recipe, ...).
     references : ReferenceSetup, optional
         How to train reference models; needed by the reference family (LiRA, RMIA,
-        Attack-R), which train ``max(num_references)`` models once and share them.
+        Attack-R), which train ``max(num_references)`` models once and share them, each
+        on as many records as the target (see :mod:`miaudit.references`).
     progress : callable, optional
         Called with a short message as each stage starts.
     on_reference : callable, optional
@@ -154,69 +261,26 @@ def run_audit(
     """
     started = time.perf_counter()
     settings = settings or EvaluationSettings()
-    split.check_within(dataset.n_records)
-    if target.n_classes != dataset.n_classes:
-        raise InvalidAuditInput(
-            f"the target predicts {target.n_classes} classes but dataset {dataset.name!r} "
-            f"has {dataset.n_classes}"
-        )
-    entries = list(attacks) if attacks is not None else default_attacks(target.access)
-    if not entries:
-        raise InvalidAuditInput("no attack to run: the attack list is empty")
-    specs = [as_attack_spec(entry) for entry in entries]
-    labels_ = [spec.label for spec in specs]
-    if len(set(labels_)) != len(labels_):
-        raise InvalidAuditInput(
-            f"attack labels must be unique, got {labels_}; give repeated attacks a 'label'"
-        )
-    for spec in specs:  # refuse before any query or training, not half-way through
-        require_access(target, spec.attack.required_access, f"attack {spec.label!r}")
-    n_refs = max((spec.num_references or 0 for spec in specs), default=0)
-    needs_recipe = [s.label for s in specs if s.num_references or s.family == "shadow"]
-    if needs_recipe and references is None:
-        names = needs_recipe
-        raise InvalidAuditInput(
-            f"attacks {names} need reference models: give a reference recipe (YAML "
-            "'references: {recipe: ...}', or references=ReferenceSetup(...))"
-        )
-
-    notify = progress or (lambda message: None)
-    notify("computing signals")
-    audited = split.audited
+    check_audit_inputs(target, dataset, split)
+    plan = plan_audit(
+        target.access, dataset, split, attacks, references, target_description=target.description
+    )
+    evidence = build_evidence(
+        target,
+        dataset,
+        split,
+        plan,
+        references,
+        seed=settings.seed,
+        progress=progress,
+        on_reference=on_reference,
+    )
     is_member = split.is_member
-    labels = dataset.y[audited]
-    queries = audited if target.queries_by_index else dataset.x[audited]
-    signals = compute_signals(target, queries, labels)
+    signals = evidence.signals
     warnings_ = _target_warnings(signals, is_member, dataset.n_classes)
-
-    evidence = None
-    if n_refs:
-        notify(f"reference models: {n_refs}")
-        evidence = gather_reference_evidence(
-            target, dataset, split, references, n_models=n_refs, progress=on_reference
-        )
-        warnings_ += reference_warnings(evidence, signals, is_member, dataset.n_classes)
-
-    context = AuditContext(target, dataset, split, references)
-    evaluations, scores = [], {}
-    for spec in specs:
-        notify(f"attack {spec.label}")
-        t0 = time.perf_counter()
-        score = run_attack_spec(
-            spec,
-            signals,
-            is_member,
-            evidence,
-            seed=settings.seed,
-            n_classes=dataset.n_classes,
-            context=context,
-        )
-        seconds = time.perf_counter() - t0
-        _check_scores(spec.label, score, audited.size)
-        scores[spec.label] = score
-        evaluations.append(
-            settings.evaluate(spec, score, is_member, labels, dataset.class_names, seconds)
-        )
+    if evidence.references is not None:
+        warnings_ += reference_warnings(evidence.references, dataset.n_classes)
+    evaluations, scores, facts = run_attacks(evidence, plan.specs, settings, progress=progress)
     info = {
         "description": target.description,
         "access": target.access.label,
@@ -226,10 +290,15 @@ def run_audit(
         "accuracy_measured_on": "train: the audited members; test: the audited non-members",
         **(target_info or {}),
     }
-    if evidence is not None:
-        info["references"] = evidence.describe()
-    if context.shadow_models:
-        info["shadow_models"] = context.shadow_models
+    if evidence.references is not None:
+        info["references"] = evidence.references.describe()
+    shadow_facts = {
+        spec.label: facts[spec.label]
+        for spec in plan.specs
+        if spec.family == "shadow" and spec.label in facts
+    }
+    if shadow_facts:
+        info["shadow_models"] = shadow_facts
     data = {
         "dataset": dataset.name,
         "source": dataset.source,
@@ -249,93 +318,34 @@ def run_audit(
         attacks=evaluations,
         scores=scores,
         is_member=is_member,
-        labels=labels,
+        labels=evidence.labels,
         settings=settings_dict,
         warnings=warnings_,
         seconds=time.perf_counter() - started,
     )
 
 
-def run_attack_spec(
-    spec: AttackSpec,
-    signals: SignalTable,
-    is_member: np.ndarray,
-    evidence: ReferenceEvidence | None,
-    *,
-    seed: int,
-    n_classes: int,
-    context: AuditContext | None = None,
-) -> np.ndarray:
-    """Fit and score one attack on what its family may know."""
-    attack = spec.attack
-    if spec.family == "shadow":
-        return _run_shadow(spec, signals, context, seed)
-    if spec.family == "reference":
-        assert evidence is not None and spec.num_references is not None
-        refs = evidence.with_models(min(spec.num_references, evidence.n_models))
-        attack.fit(
-            refs.audited_references,
-            population_references=refs.population_references,
-            population_target=refs.population_target,
+def check_audit_inputs(target: Any, dataset: Any, split: Any) -> None:
+    """Types and sizes at the API boundary, with messages in the CLI's style."""
+    problems = []
+    if not isinstance(target, Target):
+        problems.append(
+            f"target must be a target adapter (TorchTarget, SklearnTarget, CallableTarget, "
+            f"PrecomputedTarget, ...), got {type(target).__name__}"
         )
-        return attack.score(refs.audited_target)
-    if spec.family == "classifier":
-        # The attacker knows part of the membership (MindArmour's setting): cross-fitting
-        # trains on some audited records and scores only the others, in turn.
-        features = features_from_signals(
-            signals,
-            attack.features,
-            n_classes=n_classes,
+    if not isinstance(dataset, Dataset):
+        problems.append(f"dataset must be a miaudit Dataset, got {type(dataset).__name__}")
+    if not isinstance(split, AuditSplit):
+        problems.append(
+            f"split must be an AuditSplit (miaudit.data.make_split), got {type(split).__name__}"
         )
-        return attack.cross_fit_scores(features, is_member, seed=seed)
-    return attack.fit(None).score(signals)
-
-
-@dataclass
-class AuditContext:
-    """What attacks that train their own models need beyond signals; ``shadow_models``
-    collects, per shadow attack, the facts the report shows next to the target's."""
-
-    target: Target
-    dataset: Dataset
-    split: AuditSplit
-    references: ReferenceSetup | None
-    shadow_models: dict = field(default_factory=dict)
-
-
-def _run_shadow(
-    spec: AttackSpec, signals: SignalTable, context: AuditContext | None, seed: int
-) -> np.ndarray:
-    """Shokri et al.'s attack: shadow models on the attacker's (real, noisy or synthetic)
-    data by the target's recipe, attack models on their answers, applied to the target's
-    probabilities on the audited records."""
-    if context is None or context.references is None:
-        raise InvalidAuditInput(f"attack {spec.label!r} needs a recipe to train shadow models")
-    if signals.log_proba is None:
-        raise InvalidAuditInput(f"attack {spec.label!r} needs the target's probabilities")
-    from miaudit.shadow_data import shadow_training_data
-
-    params = spec.params
-    data, indices, info = shadow_training_data(
-        params.get("shadow_data", "real"),
-        context.target,
-        context.dataset,
-        context.split.population,
-        noise=float(params.get("noise", 0.1)),
-        synthesis=params.get("synthesis"),
-        seed=seed,
-    )
-    setup = context.references
-    attack = spec.attack
-    attack.fit(data, indices, recipe=setup.recipe, cache=setup.cache())
-    context.shadow_models[spec.label] = {
-        **info,
-        "n_shadow": int(attack.n_shadow),
-        "mean_train_accuracy": float(np.mean(attack.shadow_train_accuracy_)),
-        "mean_test_accuracy": float(np.mean(attack.shadow_test_accuracy_)),
-        "classes_without_model": [int(c) for c in attack.classes_without_model_],
-    }
-    return attack.score(np.exp(signals.log_proba), signals.labels)
+    raise_if_problems("run_audit", problems)
+    split.check_within(dataset.n_records)
+    if target.n_classes != dataset.n_classes:
+        raise InvalidAuditInput(
+            f"the target predicts {target.n_classes} classes but dataset {dataset.name!r} "
+            f"has {dataset.n_classes}"
+        )
 
 
 def _check_scores(name: str, score: np.ndarray, n: int) -> None:

@@ -87,6 +87,9 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
         raise InvalidAuditInput(
             f"{args.config}: no output folder; give --out DIR or an 'output:' field"
         )
+    from miaudit.preflight import preflight
+
+    preflight(config)  # before PyTorch is imported or any data is loaded
     return _execute(config, out, console, data_dir=args.data_dir, trust_pickle=args.trust_pickle)
 
 
@@ -95,7 +98,6 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
 
     from miaudit.evaluation import LowFprResolutionWarning, SmallSliceWarning
     from miaudit.pipeline import run_config
-    from miaudit.report import print_summary, write_report
 
     progress = Progress(
         TextColumn("{task.description}"),
@@ -137,6 +139,10 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
             on_epoch=on_epoch,
             on_reference=on_reference,
         )
+    # The report (matplotlib, jinja2) loads only now: a configuration error must end the
+    # run within seconds of its start, before any model is trained.
+    from miaudit.report import print_summary, write_report
+
     paths = write_report(result, out)
     print_summary(result, console=console)
     # Evaluation caveats are already in the summary (merged across attacks); print the

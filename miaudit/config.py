@@ -10,9 +10,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from miaudit.errors import DataNotFoundError, InvalidAuditInput
+from miaudit.evaluation.settings import EvaluationSettings
+
+#: Multiples of the recipe's epoch count that ``references.calibrate: true`` tries.
+CALIBRATION_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 class _Section(BaseModel):
@@ -97,10 +109,14 @@ class ReferencesSection(_Section):
     """How reference models are trained for LiRA, RMIA and Attack-R.
 
     ``recipe`` defaults to the target's own when miaudit trains the target; a target loaded
-    from a file needs one here. ``queries``: ``auto`` (flips for images, none for tabular
-    data), ``none``, ``flips`` or ``flips_and_shifts``. ``cache_dir``: where trained models
-    are kept (default ``$MIAUDIT_CACHE``, else ``~/.cache/miaudit``). ``population_size``:
-    population records RMIA compares against (default all, at most 10,000).
+    from a file needs one here. ``queries``: ``auto`` (flips for images when the recipe
+    augments, none otherwise), ``none``, ``flips`` or ``flips_and_shifts``. ``cache_dir``:
+    where trained models are kept (default ``$MIAUDIT_CACHE``, else ``~/.cache/miaudit``).
+    ``population_size``: population records RMIA compares against (default all, at most
+    10,000). ``train_size``: records each reference trains on (default: the target's
+    members). ``calibrate``: ``true`` (epoch counts of 1/4 to 2x the recipe's), or a list
+    of epoch counts, to pick the one whose references best match the target (see
+    :func:`miaudit.references.calibrate_epochs`).
     """
 
     recipe: RecipeSection | None = None
@@ -108,14 +124,36 @@ class ReferencesSection(_Section):
     cache_dir: Path | None = None
     seed: int = 0
     population_size: int | None = Field(default=None, gt=0)
+    train_size: int | None = Field(default=None, gt=0)
+    calibrate: StrictBool | list[StrictInt] = False
 
+    def setup(self, recipe: Any):
+        """The :class:`~miaudit.references.ReferenceSetup` this section describes, with
+        ``recipe`` (this section's, or the target's) as the references' recipe."""
+        from miaudit.references import ReferenceSetup
 
-class EvaluationSection(_Section):
-    fprs: list[float] = Field(default_factory=lambda: [0.001, 0.01, 0.1])
-    delta: float = 1e-5
-    confidence: float = 0.95
-    calibration_fraction: float = 0.5
-    seed: int = 0
+        return ReferenceSetup(
+            recipe=recipe,
+            queries=self.queries,
+            cache_dir=self.cache_dir,
+            seed=self.seed,
+            population_size=self.population_size,
+            train_size=self.train_size,
+            calibrate=tuple(self.calibrate_epochs(recipe)),
+        )
+
+    def calibrate_epochs(self, recipe: Any) -> list[int]:
+        """The candidate epoch counts ``calibrate`` stands for, given the references' recipe."""
+        if self.calibrate is False or self.calibrate == []:
+            return []
+        if self.calibrate is True:
+            epochs = getattr(getattr(recipe, "training", None), "epochs", None)
+            if epochs is None:
+                raise InvalidAuditInput(
+                    "references.calibrate: picks an epoch count, so it needs a torch recipe"
+                )
+            return sorted({max(1, round(epochs * f)) for f in CALIBRATION_FACTORS})
+        return list(self.calibrate)
 
 
 class AuditConfig(_Section):
@@ -127,7 +165,7 @@ class AuditConfig(_Section):
     target: TargetSection
     attacks: list[str | AttackEntry] | None = None
     references: ReferencesSection | None = None
-    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     output: Path | None = None
 
     @model_validator(mode="before")

@@ -10,18 +10,18 @@ into tighter figures (Carlini et al. 2022; Zarifzadeh et al. 2024).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from miaudit.attacks.registry import AttackSpec, as_attack_spec
-from miaudit.audit import EvaluationSettings, run_attack_spec
+from miaudit.attacks.registry import AttackSpec, build_attacks
+from miaudit.audit import EvaluationSettings, run_attacks
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.results import AttackEvaluation
 from miaudit.references import DEFAULT_POPULATION_SIZE, ReferenceEvidence, query_set
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.observations import Observations
 from miaudit.signals.table import compute_signals
 from miaudit.targets.adapters import TorchTarget
@@ -99,7 +99,8 @@ def self_audit(
         As for :func:`miaudit.audit.run_audit`; reference attacks use at most
         ``n_references`` models (their own ``num_references`` if smaller).
     queries : str
-        Augmentation queries (``"auto"``: flips for images, none for tabular data).
+        Augmentation queries (``"auto"``: flips for images when the recipe augments, none
+        otherwise; see :func:`miaudit.references.query_set`).
     seed : int
         Seed of the inclusion matrix and of every model.
     cache : ModelCache, optional
@@ -115,8 +116,14 @@ def self_audit(
             f"{n_references} and {n_targets}"
         )
     settings = settings or EvaluationSettings()
-    specs = [as_attack_spec(a) for a in attacks]
-    query_name, augmentations = query_set(queries, dataset)
+    specs = build_attacks(attacks)
+    unsupported = [s.label for s in specs if s.requirements.shadows]
+    if unsupported:
+        raise InvalidAuditInput(
+            f"self_audit: attacks {unsupported} train shadow models on the attacker's own "
+            "data, but every record of a self-audit is audited; run them with run_audit"
+        )
+    query_name, augmentations = query_set(queries, dataset, recipe)
     records = np.arange(dataset.n_records)
     # Model k's pair partner trained on exactly the records k did not: as a reference it
     # would make the references' IN count reveal the target's membership. Targets are
@@ -154,6 +161,7 @@ def self_audit(
                 test_accuracy=float(signals.correct[~is_member].mean()),
                 attacks=_audit_one_target(
                     specs,
+                    target,
                     signals,
                     is_member,
                     dataset,
@@ -178,6 +186,7 @@ def self_audit(
 
 def _audit_one_target(
     specs: list[AttackSpec],
+    target: TorchTarget,
     signals,
     is_member: np.ndarray,
     dataset: Dataset,
@@ -189,7 +198,8 @@ def _audit_one_target(
     query_name: str,
     n_references: int,
 ) -> list[AttackEvaluation]:
-    evidence = ReferenceEvidence(
+    """The audit loop of :func:`~miaudit.audit.run_audit` on one pool model as the target."""
+    reference_evidence = ReferenceEvidence(
         audited_references=references,
         audited_target=target_obs,
         population_references=references.select_records(z_rows),
@@ -197,20 +207,24 @@ def _audit_one_target(
         model_info=infos,
         queries=query_name,
     )
-    evaluations = []
-    for spec in specs:
-        k = min(spec.num_references or n_references, n_references)
-        t0 = time.perf_counter()
-        scores = run_attack_spec(
-            spec,
-            signals,
-            is_member,
-            evidence.with_models(k),
-            seed=settings.seed,
-            n_classes=dataset.n_classes,
-        )
-        seconds = time.perf_counter() - t0
-        evaluations.append(
-            settings.evaluate(spec, scores, is_member, dataset.y, dataset.class_names, seconds)
-        )
-    return evaluations
+    records = target_obs.record_ids
+    evidence = Evidence(
+        target=target,
+        dataset=dataset,
+        records=records,
+        labels=dataset.y[records],
+        signals=signals,
+        # Every record is audited here; RMIA's z come with the reference evidence, and no
+        # other record is left for an attacker's own (shadow) models.
+        population=np.empty(0, np.int64),
+        references=reference_evidence,
+        is_member=is_member,
+        seed=settings.seed,
+    )
+    capped = [
+        replace(spec, num_references=min(spec.num_references or n_references, n_references))
+        if spec.requirements.references
+        else spec
+        for spec in specs
+    ]
+    return run_attacks(evidence, capped, settings)[0]

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from miaudit.audit import EvaluationSettings, run_audit
+from miaudit.audit import plan_audit, run_audit
 from miaudit.config import AuditConfig, RecipeSection, SklearnSection, TargetSection
 from miaudit.data import load_dataset
 from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit, make_split
 from miaudit.errors import DataNotFoundError, InvalidAuditInput
 from miaudit.evaluation.results import AuditResult
+from miaudit.preflight import preflight, target_access
 from miaudit.references import ReferenceSetup
 from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, TorchTarget
 
@@ -129,6 +130,21 @@ def _torch_recipe(section: RecipeSection, where: str = "target.recipe"):
     )
 
 
+def build_target_recipe(config: AuditConfig, dataset: Dataset) -> Any:
+    """The recipe the audit file trains its target with (checked against the data set),
+    or None for a target loaded from a file. Builds, trains nothing."""
+    section = config.target
+    if section.recipe is not None:
+        recipe = _torch_recipe(section.recipe)
+        recipe.validate(dataset)
+        return recipe
+    if section.sklearn is not None:
+        from miaudit.models import SklearnRecipe
+
+        return SklearnRecipe(_sklearn_estimator(section.sklearn))
+    return None
+
+
 def build_target(
     config: AuditConfig,
     dataset: Dataset,
@@ -136,14 +152,16 @@ def build_target(
     *,
     trust_pickle: bool = False,
     on_epoch: EpochCallback | None = None,
+    recipe: Any = None,
 ) -> tuple[Target, dict, Any]:
     """Train or load the target; return it, JSON-ready facts for the report, and the recipe
-    that trained it (None for a loaded model: references then need their own recipe)."""
+    that trained it (None for a loaded model: references then need their own recipe).
+    ``recipe``: :func:`build_target_recipe`'s result when the caller has it already."""
     section = config.target
     description = section.description
+    if recipe is None:
+        recipe = build_target_recipe(config, dataset)
     if section.recipe is not None:
-        recipe = _torch_recipe(section.recipe)
-        recipe.validate(dataset)
         trained = recipe.train(
             dataset,
             split.members,
@@ -167,10 +185,6 @@ def build_target(
         }
         return target, info, recipe
     if section.sklearn is not None:
-        from miaudit.models import SklearnRecipe
-
-        estimator = _sklearn_estimator(section.sklearn)
-        recipe = SklearnRecipe(estimator)
         trained = recipe.train(
             dataset, split.members, seed=section.sklearn.seed, eval_indices=split.nonmembers
         )
@@ -254,13 +268,24 @@ def build_reference_setup(config: AuditConfig, target_recipe: Any) -> ReferenceS
         return None  # run_audit names the attacks that needed one
     if section is None:
         return ReferenceSetup(recipe=recipe)
-    return ReferenceSetup(
-        recipe=recipe,
-        queries=section.queries,
-        cache_dir=section.cache_dir,
-        seed=section.seed,
-        population_size=section.population_size,
+    return section.setup(recipe)
+
+
+def _planning_setup(config: AuditConfig) -> ReferenceSetup | None:
+    """The reference settings without a recipe: all :func:`plan_audit` needs to check the
+    reference design (the recipe's only part there, whether it augments images, cannot
+    make a check fail). None when the file gives no recipe at all."""
+    from miaudit.config import ReferencesSection
+
+    section = config.references or ReferencesSection()
+    has_recipe = any(
+        s is not None for s in (config.target.recipe, config.target.sklearn, section.recipe)
     )
+    if not has_recipe:
+        return None
+    if section.calibrate is True:  # candidates derive from the recipe, checked later
+        section = section.model_copy(update={"calibrate": False})
+    return section.setup(None)
 
 
 def run_config(
@@ -275,24 +300,29 @@ def run_config(
     """Run the audit an :class:`AuditConfig` describes; nothing is written."""
     started = time.perf_counter()
     notify = on_stage or (lambda message: None)
+    preflight(config)  # attack entries and requirements: before the data is even loaded
     notify(f"loading data set {config.dataset.name}")
     dataset = load_dataset(
         config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
     )
     split = build_split(config, dataset)
     split.check_within(dataset.n_records)
-    notify("preparing the target")
-    target, info, target_recipe = build_target(
-        config, dataset, split, trust_pickle=trust_pickle, on_epoch=on_epoch
+    settings = config.evaluation
+    # The checks that need the data but no model (population sizes, query sets) run
+    # before PyTorch is even imported, with the references' settings and no recipe yet.
+    plan_audit(
+        target_access(config), dataset, split, config.attack_entries(), _planning_setup(config)
     )
+    target_recipe = build_target_recipe(config, dataset)
     references = build_reference_setup(config, target_recipe)
-    e = config.evaluation
-    settings = EvaluationSettings(
-        fprs=tuple(e.fprs),
-        delta=e.delta,
-        confidence=e.confidence,
-        calibration_fraction=e.calibration_fraction,
-        seed=e.seed,
+    notify("preparing the target")
+    target, info, _ = build_target(
+        config,
+        dataset,
+        split,
+        trust_pickle=trust_pickle,
+        on_epoch=on_epoch,
+        recipe=target_recipe,
     )
     result = run_audit(
         target,

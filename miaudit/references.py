@@ -1,16 +1,31 @@
 """Reference models for an audit of a given target: train (or load) them once, query them
 and the target once, and hand every reference attack the same evidence.
 
-The references are trained by the target's recipe on random halves of the records the
-attacker may use: the population *and* the audited records themselves (an attacker who
-asks about a record knows it and can train on it; this is what makes online LiRA/RMIA
-possible). Each audited record is therefore IN for about half of the references, and an
-offline attack simply restricts itself to the OUT ones.
+Design: references that mimic the target
+----------------------------------------
+A reference stands in for the target, so it is trained like it: by the target's recipe
+and on **as many records as the target trained on** (``n_members``, or
+``references.train_size``). The records are drawn so that each audited record is IN for
+half of the references: complementary pairs split the audited records (members and
+non-members alike: an attacker who asks about a record knows it and may train on it,
+which is what makes online LiRA/RMIA possible), and each half is topped up from the
+population when the target's training set is larger than half the audited records, or
+subsampled when it is smaller. See "Mimicking a target" in :mod:`miaudit.compute.pool`.
+
+Why not random halves of audited + population records, as before? Those references train
+on ``(n_audited + n_population) / 2`` records: on the CIFAR-10 audit of the evidence issue
+10,000 against the target's 5,000, so they fitted their records far more closely (train
+accuracy 0.92 vs 0.72) and offline RMIA fell from above the loss attack to 5 AUC points
+below it.
+
+The population serves RMIA, which compares each audited record with population records
+``z``. Those are kept apart from the top-up records: no reference trains on a ``z``, so no
+``z`` is counted both as a training record and as a neutral comparison.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +33,14 @@ import numpy as np
 
 from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit
-from miaudit.errors import InvalidAuditInput
+from miaudit.errors import InvalidAuditInput, raise_if_problems
+from miaudit.recipe_match import RecipeMatch, measure_recipe_match
 from miaudit.signals.observations import Observations
-from miaudit.signals.table import SignalTable
 from miaudit.targets.adapters import Target
+from miaudit.validation import is_int
 
 #: Population records RMIA compares each audited record with, at most (a random subset).
 DEFAULT_POPULATION_SIZE = 10_000
-
-#: References whose mean test accuracy differs from the target's by more than this are
-#: flagged: the recipe probably does not match the target's training.
-ACCURACY_MISMATCH = 0.10
 
 
 @dataclass(frozen=True)
@@ -41,14 +53,21 @@ class ReferenceSetup:
         A :class:`~miaudit.models.TorchRecipe` or :class:`~miaudit.models.SklearnRecipe`
         that trains "one more model like the target".
     queries : str
-        ``"auto"`` (flips for images, identity for tabular data), ``"none"``, ``"flips"``
-        or ``"flips_and_shifts"``: the augmentations each record is queried under.
+        ``"auto"`` (flips for images when the recipe trains with augmentation, else the
+        record alone), ``"none"``, ``"flips"`` or ``"flips_and_shifts"``: the
+        augmentations each record is queried under (see :func:`query_set`).
     cache_dir : Path or None
         Model cache folder; None uses ``$MIAUDIT_CACHE`` or ``~/.cache/miaudit``.
     seed : int
         Seed of the inclusion matrix and of every reference model's training.
     population_size : int or None
         Population records RMIA compares against (default: all, at most 10,000).
+    train_size : int or None
+        Records each reference trains on; default the target's number of members.
+    calibrate : tuple of int
+        Candidate epoch counts: when given, a pair of references is trained for each, and
+        the pool uses the one whose references best match the target's member and
+        non-member losses (:func:`calibrate_epochs`). Torch recipes only.
     """
 
     recipe: Any
@@ -56,6 +75,33 @@ class ReferenceSetup:
     cache_dir: Path | None = None
     seed: int = 0
     population_size: int | None = None
+    train_size: int | None = None
+    calibrate: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.train_size is not None and (not is_int(self.train_size) or self.train_size < 1):
+            problems.append(f"train_size must be a positive int, got {self.train_size!r}")
+        if self.population_size is not None and (
+            not is_int(self.population_size) or self.population_size < 1
+        ):
+            problems.append(f"population_size must be a positive int, got {self.population_size!r}")
+        if not is_int(self.seed) or self.seed < 0:
+            problems.append(f"seed must be a non-negative int, got {self.seed!r}")
+        epochs = tuple(self.calibrate)
+        if any(not is_int(e) or e < 1 for e in epochs):
+            problems.append(f"calibrate must list positive epoch counts, got {list(epochs)}")
+        elif (
+            epochs
+            and self.recipe is not None  # None: a plan's settings, checked before the recipe
+            and not hasattr(getattr(self.recipe, "training", None), "epochs")
+        ):
+            problems.append(
+                f"calibrate needs a torch recipe with training epochs, got "
+                f"{type(self.recipe).__name__}"
+            )
+        raise_if_problems("references", problems)
+        object.__setattr__(self, "calibrate", tuple(sorted({int(e) for e in epochs})))
 
     def cache(self):
         """The model cache shared by reference and shadow models of this setup."""
@@ -64,9 +110,111 @@ class ReferenceSetup:
         return ModelCache(self.cache_dir)  # None: $MIAUDIT_CACHE or ~/.cache/miaudit
 
 
+@dataclass(frozen=True)
+class ReferenceDesign:
+    """Which records the references train on, and which population records RMIA uses.
+
+    Attributes
+    ----------
+    audited : (n,) int64
+        The audited records, over which complementary pairs are drawn.
+    top_up : (t,) int64
+        Population records set aside to top training sets up to ``train_size``; empty
+        when half the audited records are enough.
+    population : (z,) int64
+        Population records RMIA compares with; no reference ever trains on them.
+    train_size : int
+        Records each reference trains on.
+    n_target_train : int
+        Records the target trained on (its members), for the size check.
+    """
+
+    audited: np.ndarray
+    top_up: np.ndarray
+    population: np.ndarray
+    train_size: int
+    n_target_train: int
+
+    @property
+    def candidates(self) -> np.ndarray:
+        return np.concatenate([self.audited, self.top_up])
+
+    def describe(self) -> dict:
+        return {
+            "train_size": self.train_size,
+            "target_train_size": self.n_target_train,
+            "n_audited_balanced": int(self.audited.size),
+            "n_top_up": int(self.top_up.size),
+            "n_population_compared": int(self.population.size),
+            "design": "complementary pairs over the audited records, each reference on "
+            "train_size records (topped up from the population or subsampled); population "
+            "records compared by RMIA are never trained on",
+        }
+
+    def warnings(self) -> list[str]:
+        found = []
+        if self.train_size != self.n_target_train:
+            found.append(
+                f"each reference model trains on {self.train_size} records but the target "
+                f"trained on {self.n_target_train} (references.train_size): references trained "
+                "on a different number of records fit each record differently, and reference "
+                "attacks may understate leakage"
+            )
+        if self.train_size < self.audited.size // 2:
+            share = self.train_size / self.audited.size
+            found.append(
+                f"the references train on {self.train_size} records, fewer than half of the "
+                f"{self.audited.size} audited records: each audited record is IN for about "
+                f"{share:.0%} of them, so online attacks have fewer IN models to fit"
+            )
+        return found
+
+
+def plan_references(split: AuditSplit, setup: ReferenceSetup) -> ReferenceDesign:
+    """The reference design of an audit, computed (and checked) before any training.
+
+    Raises
+    ------
+    InvalidAuditInput
+        When the population is too small to top the training sets up to ``train_size``.
+    """
+    audited = split.audited
+    train_size = setup.train_size or int(split.members.size)
+    need = max(0, train_size - audited.size // 2)
+    population = split.population
+    if need > population.size:
+        raise InvalidAuditInput(
+            f"references.train_size: each reference must train on {train_size} records (the "
+            f"target's {split.members.size} members unless train_size says otherwise), but "
+            f"half of the {audited.size} audited records give {audited.size // 2} and the "
+            f"population (split.population) holds only {population.size} more; give a "
+            f"population of at least {need} records or a smaller train_size"
+        )
+    # A seeded order of the population, its own stream (never the pool's): the first
+    # records top training sets up (twice what one model needs, for variety, when the
+    # population allows), the rest are RMIA's z, at most population_size of them.
+    order = np.random.default_rng(np.random.SeedSequence(setup.seed, spawn_key=(7,))).permutation(
+        population
+    )
+    reserve = 0 if need == 0 else max(need, min(2 * need, population.size - need))
+    limit = setup.population_size or DEFAULT_POPULATION_SIZE
+    return ReferenceDesign(
+        audited=audited,
+        top_up=np.sort(order[:reserve]),
+        population=np.sort(order[reserve:][:limit]),
+        train_size=int(train_size),
+        n_target_train=int(split.members.size),
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class ReferenceEvidence:
-    """What the reference attacks may use, for the largest number of models asked for."""
+    """What the reference attacks may use, for the largest number of models asked for.
+
+    ``match`` is the recipe-match table of all the models and ``design`` the records they
+    trained on (both None in the self-audit, where references match the target by
+    construction); ``calibration`` is the JSON-ready account of :func:`calibrate_epochs`.
+    """
 
     audited_references: Observations
     audited_target: Observations
@@ -74,6 +222,9 @@ class ReferenceEvidence:
     population_target: Observations | None
     model_info: list[dict] = field(default_factory=list)
     queries: str = "none"
+    match: RecipeMatch | None = None
+    design: ReferenceDesign | None = None
+    calibration: dict | None = None
 
     @property
     def n_models(self) -> int:
@@ -83,20 +234,18 @@ class ReferenceEvidence:
         """The same evidence restricted to the first ``k`` reference models."""
         models = np.arange(k)
         pop = self.population_references
-        return ReferenceEvidence(
-            self.audited_references.select_models(models),
-            self.audited_target,
-            None if pop is None else pop.select_models(models),
-            self.population_target,
-            self.model_info[:k],
-            self.queries,
+        return replace(
+            self,
+            audited_references=self.audited_references.select_models(models),
+            population_references=None if pop is None else pop.select_models(models),
+            model_info=self.model_info[:k],
         )
 
     def describe(self) -> dict:
         """JSON-ready summary for the report."""
         train = [m.get("train_accuracy") for m in self.model_info]
         test = [m.get("test_accuracy") for m in self.model_info]
-        return {
+        out = {
             "n_models": self.audited_references.n_models,
             "queries": self.queries,
             "n_queries": self.audited_references.n_queries,
@@ -107,6 +256,13 @@ class ReferenceEvidence:
             "mean_test_accuracy": _mean(test),
             "models_loaded_from_cache": sum(bool(m.get("from_cache")) for m in self.model_info),
         }
+        if self.design is not None:
+            out["design"] = self.design.describe()
+        if self.calibration is not None:
+            out["calibration"] = dict(self.calibration)
+        if self.match is not None:
+            out["recipe_match"] = self.match.describe()
+        return out
 
 
 def _mean(values: list) -> float | None:
@@ -114,26 +270,114 @@ def _mean(values: list) -> float | None:
     return float(np.mean(clean)) if clean else None
 
 
-def query_set(name: str, dataset: Dataset):
-    from miaudit.compute import QuerySet
+#: Query-set names a setup may give, besides "auto".
+QUERY_SETS = ("none", "flips", "flips_and_shifts")
 
+
+def resolve_queries(name: str, dataset: Dataset, recipe: Any = None) -> str:
+    """The query set ``name`` stands for on ``dataset``, checked (no PyTorch needed).
+
+    ``"auto"`` queries the views the models were trained on: the record and its mirror
+    when ``recipe`` trains with augmentation on images, the record alone otherwise. A
+    model that never saw a mirrored record answers on its mirror like on a new record, and
+    averaging that answer in dilutes the evidence: measured on CIFAR-10 (LeNet-5 trained
+    without augmentation, 4 references), flips cost offline RMIA 5 AUC points (0.633 vs
+    0.681).
+    """
     if name == "auto":
-        name = "flips" if dataset.is_image else "none"
+        augmented = bool(getattr(getattr(recipe, "training", None), "augment", False))
+        name = "flips" if dataset.is_image and augmented else "none"
+    if name not in QUERY_SETS:
+        raise InvalidAuditInput(
+            f"references.queries must be one of {['auto', *QUERY_SETS]}, got {name!r}"
+        )
     if name != "none" and not dataset.is_image:
         raise InvalidAuditInput(
             f"references.queries: {name!r} augments images, but {dataset.name!r} is tabular; "
             "use 'none' or 'auto'"
         )
+    return name
+
+
+def query_set(name: str, dataset: Dataset, recipe: Any = None):
+    """``(resolved name, QuerySet)`` of :func:`resolve_queries`."""
+    from miaudit.compute import QuerySet
+
+    name = resolve_queries(name, dataset, recipe)
     makers = {
         "none": QuerySet.none,
         "flips": QuerySet.flips,
         "flips_and_shifts": QuerySet.flips_and_shifts,
     }
-    if name not in makers:
-        raise InvalidAuditInput(
-            f"references.queries must be one of {['auto', *makers]}, got {name!r}"
-        )
     return name, makers[name]()
+
+
+def _with_epochs(recipe: Any, epochs: int) -> Any:
+    return replace(recipe, training=replace(recipe.training, epochs=int(epochs)))
+
+
+def calibrate_epochs(
+    target: Target,
+    dataset: Dataset,
+    design: ReferenceDesign,
+    setup: ReferenceSetup,
+    is_member: np.ndarray,
+    *,
+    progress=None,
+) -> tuple[Any, dict]:
+    """Pick, among ``setup.calibrate``'s epoch counts, the one whose references best match
+    the target; return that recipe and a JSON-ready account of the choice.
+
+    For each candidate a pair of references (the pool's first two models: complementary
+    halves of the audited records) is trained and compared with the target by
+    :attr:`RecipeMatch.distance` (KS statistics of member/IN and non-member/OUT losses plus
+    the accuracy gaps). Each candidate is trained as its own run rather than read from
+    checkpoints of the longest run: under a cosine or one-cycle schedule the state at
+    epoch ``e`` of a longer run is not a model trained for ``e`` epochs, and the chosen
+    references must be trained exactly like a model of that recipe. The winning pair is
+    the pool's first two models, so the cache hands them to the audit for free.
+    """
+    from miaudit.compute import QuerySet, ReferencePool, observe_models
+
+    audited = design.audited
+    target_obs = observe_models([target], dataset, audited, queries=QuerySet.none())
+    rows = []
+    for epochs in setup.calibrate:
+        recipe = _with_epochs(setup.recipe, epochs)
+        pool = ReferencePool(
+            recipe,
+            dataset,
+            design.candidates,
+            n_models=2,
+            seed=setup.seed,
+            cache=setup.cache(),
+            balanced=audited,
+            train_size=design.train_size,
+        )
+        pool.train(progress=progress)
+        refs = pool.observe(audited, queries=QuerySet.none())
+        match = measure_recipe_match(
+            -target_obs.log_confidence[0, :, 0], target_obs.correct[0], is_member, refs
+        )
+        rows.append(
+            {
+                "epochs": int(epochs),
+                "distance": match.distance,
+                "train_accuracy": match.mean("train_accuracy"),
+                "test_accuracy": match.mean("test_accuracy"),
+                "train_loss": match.mean("train_loss"),
+                "test_loss": match.mean("test_loss"),
+                "n_matched": match.n_matched,
+            }
+        )
+    best = min(rows, key=lambda r: r["distance"])
+    return _with_epochs(setup.recipe, best["epochs"]), {
+        "chosen_epochs": best["epochs"],
+        "distance": best["distance"],
+        "candidates": rows,
+        "rule": "smallest mean of KS(member, IN loss) + KS(non-member, OUT loss) + "
+        "|train accuracy gap| + |test accuracy gap| over a pair of references",
+    }
 
 
 def gather_reference_evidence(
@@ -144,8 +388,15 @@ def gather_reference_evidence(
     *,
     n_models: int,
     progress=None,
+    design: ReferenceDesign | None = None,
+    audited_target: Observations | None = None,
 ) -> ReferenceEvidence:
-    """Train or load ``n_models`` references and query them and the target."""
+    """Train or load ``n_models`` references that mimic the target (see the module
+    docstring), query them and the target, and measure how well they match it.
+
+    ``audited_target`` is the target's observations on the audited records under the same
+    queries when the caller already has them (the audit queries the target once); without
+    it they are queried here."""
     from miaudit.compute import ReferencePool
 
     if target.queries_by_index and setup.queries not in ("auto", "none"):
@@ -153,53 +404,72 @@ def gather_reference_evidence(
             "references.queries: precomputed predictions cannot be queried on augmented "
             "records; use 'none'"
         )
-    query_name, queries = query_set("none" if target.queries_by_index else setup.queries, dataset)
-    audited = split.audited
-    candidates = np.concatenate([audited, split.population])
-    pool = ReferencePool(
-        setup.recipe, dataset, candidates, n_models=n_models, seed=setup.seed, cache=setup.cache()
+    query_name, queries = query_set(
+        "none" if target.queries_by_index else setup.queries, dataset, setup.recipe
     )
-    trained = pool.train(progress=progress)
+    design = design or plan_references(split, setup)
+    recipe, calibration = setup.recipe, None
+    if setup.calibrate:
+        recipe, calibration = calibrate_epochs(
+            target, dataset, design, setup, split.is_member, progress=progress
+        )
+    audited = design.audited
+    pool = ReferencePool(
+        recipe,
+        dataset,
+        design.candidates,
+        n_models=n_models,
+        seed=setup.seed,
+        cache=setup.cache(),
+        balanced=audited,
+        train_size=design.train_size,
+    )
+    pool.train(progress=progress)
     model_info = [pool.model_info(k) for k in range(n_models)]
-    del trained
 
-    population = split.population
-    limit = setup.population_size or DEFAULT_POPULATION_SIZE
-    if population.size > limit:
-        rng = np.random.default_rng(setup.seed)
-        population = np.sort(rng.choice(population, size=limit, replace=False))
     audited_refs = pool.observe(audited, queries=queries)
-    audited_target = pool.observe_target(target, audited, queries=queries)
+    if audited_target is None:
+        audited_target = pool.observe_target(target, audited, queries=queries)
+    population = design.population
     if population.size:
         pop_refs = pool.observe(population, queries=queries)
         pop_target = pool.observe_target(target, population, queries=queries)
     else:
         pop_refs = pop_target = None
+    match = measure_recipe_match(
+        -audited_target.log_confidence[0, :, 0],
+        audited_target.correct[0],
+        split.is_member,
+        audited_refs,
+    )
     return ReferenceEvidence(
-        audited_refs, audited_target, pop_refs, pop_target, model_info, query_name
+        audited_refs,
+        audited_target,
+        pop_refs,
+        pop_target,
+        model_info,
+        query_name,
+        match=match,
+        design=design,
+        calibration=calibration,
     )
 
 
-def reference_warnings(
-    evidence: ReferenceEvidence, signals: SignalTable, is_member: np.ndarray, n_classes: int
-) -> list[str]:
+def reference_warnings(evidence: ReferenceEvidence, n_classes: int) -> list[str]:
     """Caveats that make a reference attack understate leakage: references that did not
-    train, or that train to a different accuracy than the target (mismatched recipe)."""
+    train, a training-set size unlike the target's, and references outside the
+    recipe-match tolerance (with the direction to fix)."""
     found = []
     chance = 1.0 / n_classes
-    info = evidence.describe()
-    ref_train, ref_test = info["mean_train_accuracy"], info["mean_test_accuracy"]
-    target_test = float(signals.correct[~is_member].mean())
+    ref_train = evidence.describe()["mean_train_accuracy"]
     if ref_train is not None and ref_train < 1.5 * chance:
         found.append(
             f"the reference models reach only {ref_train:.3f} accuracy on their own training "
             f"data (chance {chance:.3f}): they did not train, and reference attacks "
             "understate leakage"
         )
-    if ref_test is not None and abs(ref_test - target_test) > ACCURACY_MISMATCH:
-        found.append(
-            f"the reference models' test accuracy ({ref_test:.3f}) is far from the target's "
-            f"({target_test:.3f}): their recipe or training-set size probably does not match "
-            "the target's, and reference attacks may understate leakage"
-        )
+    if evidence.design is not None:
+        found += evidence.design.warnings()
+    if evidence.match is not None:
+        found += evidence.match.warnings()
     return found

@@ -14,10 +14,10 @@ from miaudit.attacks.shadow import (
 )
 from miaudit.compute.cache import ModelCache
 from miaudit.data import Dataset, load_dataset
+from miaudit.data.synthesis import synthesize_noisy
 from miaudit.errors import AccessLevelError, InvalidAuditInput, NotFittedError
 from miaudit.evaluation import roc_auc
 from miaudit.models import SklearnRecipe, TorchRecipe, TrainingConfig
-from miaudit.synthesis import synthesize_noisy
 from miaudit.targets import LabelOnlyTarget, TorchTarget
 
 # ------------------------------------------------------------------- a model we control

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from miaudit.errors import AccessLevelError, InvalidAuditInput
-from miaudit.synthesis import (
+from miaudit.data.synthesis import (
     SynthesisShortfallWarning,
     synthesize_model_based,
     synthesize_noisy,
     synthesize_statistics,
 )
+from miaudit.errors import AccessLevelError, InvalidAuditInput
 from miaudit.targets import CallableTarget, LabelOnlyTarget, SklearnTarget
 
 

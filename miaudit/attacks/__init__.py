@@ -1,45 +1,50 @@
-"""Membership inference attacks. Each exposes ``fit(...)`` then ``score(...)`` returning a
-float64 vector aligned with the audited records, higher meaning more likely a member."""
+"""Membership inference attacks. Each follows :class:`~miaudit.attacks.protocol.Attack`:
+``fit(evidence)`` then ``score(evidence)`` returning a float64 vector aligned with the
+audited records, higher meaning more likely a member.
 
-from miaudit.attacks._reference import ReferenceCoverageWarning
-from miaudit.attacks.attack_r import AttackR
-from miaudit.attacks.classifier import (
-    CLASSIFIER_METHODS,
-    DEFAULT_FEATURES,
-    FEATURES,
-    ClassifierAttack,
-    FeatureSubstitutionWarning,
-    attack_features,
-    check_param_grid,
-    feature_names,
-)
-from miaudit.attacks.lira import LiRA
-from miaudit.attacks.metric import METRIC_ATTACKS, MetricAttack
-from miaudit.attacks.rmia import RMIA
-from miaudit.attacks.shadow import (
-    ATTACK_MODELS,
-    PerClassMetrics,
-    ShadowCoverageWarning,
-    ShadowModelAttack,
-    per_class_metrics,
-)
+Names are imported on first use (PEP 562), so that checking an audit file's attack list
+loads neither PyTorch nor the attack families it does not name.
+"""
 
-__all__ = ["METRIC_ATTACKS", "MetricAttack"]
-__all__ += ["RMIA", "AttackR", "LiRA", "ReferenceCoverageWarning"]
-__all__ += [
-    "CLASSIFIER_METHODS",
-    "DEFAULT_FEATURES",
-    "FEATURES",
-    "ClassifierAttack",
-    "FeatureSubstitutionWarning",
-    "attack_features",
-    "check_param_grid",
-    "feature_names",
-]
-__all__ += [
-    "ATTACK_MODELS",
-    "PerClassMetrics",
-    "ShadowCoverageWarning",
-    "ShadowModelAttack",
-    "per_class_metrics",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ReferenceCoverageWarning": "miaudit.attacks._reference",
+    "AttackR": "miaudit.attacks.attack_r",
+    "CLASSIFIER_METHODS": "miaudit.attacks.classifier",
+    "DEFAULT_FEATURES": "miaudit.attacks.classifier",
+    "FEATURES": "miaudit.attacks.classifier",
+    "ClassifierAttack": "miaudit.attacks.classifier",
+    "FeatureSubstitutionWarning": "miaudit.attacks.classifier",
+    "attack_features": "miaudit.attacks.classifier",
+    "check_param_grid": "miaudit.attacks.classifier",
+    "feature_names": "miaudit.attacks.classifier",
+    "LiRA": "miaudit.attacks.lira",
+    "METRIC_ATTACKS": "miaudit.attacks.metric",
+    "MetricAttack": "miaudit.attacks.metric",
+    "Attack": "miaudit.attacks.protocol",
+    "Requirements": "miaudit.attacks.protocol",
+    "RMIA": "miaudit.attacks.rmia",
+    "ATTACK_MODELS": "miaudit.attacks.shadow",
+    "PerClassMetrics": "miaudit.attacks.shadow",
+    "ShadowCoverageWarning": "miaudit.attacks.shadow",
+    "ShadowModelAttack": "miaudit.attacks.shadow",
+    "per_class_metrics": "miaudit.attacks.shadow",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'miaudit.attacks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

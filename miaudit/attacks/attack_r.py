@@ -26,7 +26,9 @@ from miaudit.attacks._reference import (
     pooled_variance,
     squash,
 )
+from miaudit.attacks.protocol import Requirements
 from miaudit.errors import raise_if_problems
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.observations import Observations
 from miaudit.targets.adapters import AccessLevel
 
@@ -95,9 +97,25 @@ class AttackR(BaseEstimator):
     def required_access(self) -> AccessLevel:
         return AccessLevel.PROBABILITIES
 
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(AccessLevel.PROBABILITIES, references=True)
+
+    def check_params(self) -> None:
+        """Raise, naming each bad parameter, before any reference model is trained."""
+        problems: list[str] = []
+        self._check_params(problems)
+        raise_if_problems(type(self).__name__, problems)
+
+    def _check_params(self, problems: list[str]) -> None:
+        check_bool(self, "tie_break", problems)
+
+    def default_label(self) -> str:
+        return "attack_r"
+
     def fit(
         self,
-        references: Observations,
+        references: Observations | Evidence,
         *,
         population_references: Observations | None = None,
         population_target: Observations | None = None,
@@ -116,8 +134,15 @@ class AttackR(BaseEstimator):
         -------
         self
         """
+        if isinstance(references, Evidence):  # the audit protocol: fit(evidence)
+            refs = references.require_references(type(self).__name__)
+            return self.fit(
+                refs.audited_references,
+                population_references=refs.population_references,
+                population_target=refs.population_target,
+            )
         problems: list[str] = []
-        check_bool(self, "tie_break", problems)
+        self._check_params(problems)
         if (
             check_references("references", references, problems)
             and not (~references.inclusion).any()
@@ -160,7 +185,7 @@ class AttackR(BaseEstimator):
         self.n_queries_ = references.n_queries
         return self
 
-    def score(self, target: Observations) -> np.ndarray:
+    def score(self, target: Observations | Evidence) -> np.ndarray:
         """Membership scores of the audited records, higher = more likely a member.
 
         Parameters
@@ -174,6 +199,8 @@ class AttackR(BaseEstimator):
             Share of OUT reference losses ≥ the target's loss, in [0, 1], plus (with
             ``tie_break``) a secondary key below ``tie_epsilon_``.
         """
+        if isinstance(target, Evidence):  # the audit protocol: score(evidence)
+            target = target.require_references(type(self).__name__).audited_target
         check_is_fitted(self, "out_losses_")
         loss = -check_target(self, target).log_confidence[0].mean(axis=1)  # (n,)
         at_or_above = np.count_nonzero(self.out_losses_ >= loss[None, :], axis=0)

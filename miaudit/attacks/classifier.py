@@ -39,7 +39,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from miaudit.attacks.protocol import Requirements
 from miaudit.errors import AccessLevelError, InvalidAuditInput, raise_if_problems
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.table import (
     SignalTable,
     check_query_labels,
@@ -605,6 +607,20 @@ class ClassifierAttack(BaseEstimator):
 
     # -- validation helpers -------------------------------------------------------------
 
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(access=self.required_access, membership=True)
+
+    def check_params(self) -> None:
+        """Raise, naming each bad parameter, before the audit trains or queries anything."""
+        problems: list[str] = []
+        self._check_settings(problems)
+        problems.extend(check_param_grid(self.method, self.params)[1])
+        raise_if_problems("ClassifierAttack", problems)
+
+    def default_label(self) -> str:
+        return f"classifier_{self.method}"
+
     def _check_settings(self, problems: list[str]) -> None:
         check_feature_names(self.features, problems)
         if not is_int(self.cv) or self.cv < 2:
@@ -645,7 +661,11 @@ class ClassifierAttack(BaseEstimator):
     # -- the estimator ------------------------------------------------------------------
 
     def fit(
-        self, features: np.ndarray, is_member: np.ndarray, *, record_ids: np.ndarray | None = None
+        self,
+        features: np.ndarray | Evidence,
+        is_member: np.ndarray | None = None,
+        *,
+        record_ids: np.ndarray | None = None,
     ) -> Self:
         """Search the classifier's parameters and fit it on records of known membership.
 
@@ -669,12 +689,14 @@ class ClassifierAttack(BaseEstimator):
             Listing every problem with the settings, the search space and the arrays; or
             scikit-learn's reason when a candidate fails to fit.
         """
+        if isinstance(features, Evidence):
+            return self._cross_fit_evidence(features)
         problems: list[str] = []
         self._check_settings(problems)
         grids, grid_problems = check_param_grid(self.method, self.params)
         problems.extend(grid_problems)
         f = self._check_matrix(features, problems)
-        m = np.asarray(is_member)
+        m = np.asarray(is_member if is_member is not None else [])
         if m.ndim != 1 or not (
             m.dtype == np.bool_ or (m.dtype.kind in "iuf" and np.isin(m, (0, 1)).all())
         ):
@@ -764,7 +786,21 @@ class ClassifierAttack(BaseEstimator):
         raise_if_problems(f"ClassifierAttack.{owner}", problems)
         return f
 
-    def score(self, features: np.ndarray, *, record_ids: np.ndarray | None = None) -> np.ndarray:
+    def _cross_fit_evidence(self, evidence: Evidence) -> Self:
+        """The audit protocol: the attacker knows part of the membership (MindArmour's
+        setting), so cross-fitting trains on some audited records and scores only the
+        others, in turn; :meth:`score` of the same evidence returns those scores."""
+        features = features_from_signals(
+            evidence.signals, self.features, n_classes=evidence.dataset.n_classes
+        )
+        is_member = evidence.require_membership("ClassifierAttack")
+        self.evidence_scores_ = self.cross_fit_scores(features, is_member, seed=evidence.seed)
+        self.evidence_records_ = evidence.records.copy()
+        return self
+
+    def score(
+        self, features: np.ndarray | Evidence, *, record_ids: np.ndarray | None = None
+    ) -> np.ndarray:
         """Membership scores: the attack model's probability that each record is a member.
 
         Parameters
@@ -779,6 +815,14 @@ class ClassifierAttack(BaseEstimator):
         (n,) float64
             In [0, 1]; higher = more likely a member.
         """
+        if isinstance(features, Evidence):
+            check_is_fitted(self, "evidence_scores_")
+            if not np.array_equal(features.records, self.evidence_records_):
+                raise InvalidAuditInput(
+                    "ClassifierAttack: score(evidence) must get the evidence fit(evidence) "
+                    "cross-fitted on (its scores exist for those records only)"
+                )
+            return self.evidence_scores_.copy()
         f = self._checked_rows(features, record_ids, "score")
         proba = self.model_.predict_proba(f)
         member_col = list(self.model_.classes_).index(True)

@@ -27,7 +27,9 @@ from miaudit.attacks._reference import (
     masked_moments,
     pooled_variance,
 )
+from miaudit.attacks.protocol import Requirements
 from miaudit.errors import raise_if_problems
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.observations import Observations
 from miaudit.targets.adapters import AccessLevel
 
@@ -108,9 +110,28 @@ class LiRA(BaseEstimator):
     def required_access(self) -> AccessLevel:
         return AccessLevel.PROBABILITIES
 
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(AccessLevel.PROBABILITIES, references=True)
+
+    def check_params(self) -> None:
+        """Raise, naming each bad parameter, before any reference model is trained."""
+        problems: list[str] = []
+        self._check_params(problems)
+        raise_if_problems(type(self).__name__, problems)
+
+    def _check_params(self, problems: list[str]) -> None:
+        check_bool(self, "online", problems)
+        if self.fixed_variance != "auto":
+            check_bool(self, "fixed_variance", problems)
+
+    def default_label(self) -> str:
+        label = f"lira_{'online' if self.online else 'offline'}"
+        return label + ("_fixed_variance" if self.fixed_variance is True else "")
+
     def fit(
         self,
-        references: Observations,
+        references: Observations | Evidence,
         *,
         population_references: Observations | None = None,
         population_target: Observations | None = None,
@@ -129,10 +150,15 @@ class LiRA(BaseEstimator):
         -------
         self
         """
+        if isinstance(references, Evidence):  # the audit protocol: fit(evidence)
+            refs = references.require_references(type(self).__name__)
+            return self.fit(
+                refs.audited_references,
+                population_references=refs.population_references,
+                population_target=refs.population_target,
+            )
         problems: list[str] = []
-        check_bool(self, "online", problems)
-        if self.fixed_variance != "auto":
-            check_bool(self, "fixed_variance", problems)
+        self._check_params(problems)
         if check_references("references", references, problems):
             inc = references.inclusion
             if not (~inc).any():
@@ -203,7 +229,7 @@ class LiRA(BaseEstimator):
         floor = np.maximum(_REL_SIGMA_FLOOR**2 * pooled, _ABS_SIGMA_FLOOR**2)
         return moments.mean.copy(), np.sqrt(np.maximum(var, floor))
 
-    def score(self, target: Observations) -> np.ndarray:
+    def score(self, target: Observations | Evidence) -> np.ndarray:
         """Membership scores of the audited records, higher = more likely a member.
 
         Parameters
@@ -218,6 +244,8 @@ class LiRA(BaseEstimator):
             Online: the log-likelihood ratio IN vs OUT. Offline: the log one-sided
             probability under OUT. Finite for finite inputs.
         """
+        if isinstance(target, Evidence):  # the audit protocol: score(evidence)
+            target = target.require_references(type(self).__name__).audited_target
         check_is_fitted(self, "mu_out_")
         phi = check_target(self, target).scaled_logit[0]
         z_out = (phi - self.mu_out_) / self.sigma_out_

@@ -16,7 +16,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from miaudit.attacks.protocol import Requirements
 from miaudit.errors import InvalidAuditInput
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.table import SignalTable
 from miaudit.targets.adapters import AccessLevel
 
@@ -50,6 +52,16 @@ class MetricAttack(BaseEstimator):
     def required_access(self) -> AccessLevel:
         return self._spec()[2]
 
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(access=self._spec()[2])
+
+    def check_params(self) -> None:
+        self._spec()
+
+    def default_label(self) -> str:
+        return str(self.metric)
+
     def _spec(self) -> tuple[str, float, AccessLevel, str]:
         if self.metric not in METRIC_ATTACKS:
             raise InvalidAuditInput(
@@ -58,15 +70,18 @@ class MetricAttack(BaseEstimator):
             )
         return METRIC_ATTACKS[self.metric]
 
-    def fit(self, population: SignalTable | None = None) -> Self:
+    def fit(self, population: SignalTable | Evidence | None = None) -> Self:
         """Check the attack is usable; threshold attacks learn nothing from data.
 
         Parameters
         ----------
-        population : SignalTable, optional
-            Signals on the attacker's population records; if given, it must carry the
-            attack's signal (an early, clear error instead of one at scoring time).
+        population : SignalTable or Evidence, optional
+            Signals on the attacker's population records, or the audit's evidence; if
+            given, its signals must carry the attack's signal (an early, clear error
+            instead of one at scoring time).
         """
+        if isinstance(population, Evidence):
+            population = population.signals
         signal, orientation, _, _ = self._spec()
         if population is not None:
             population.get(signal)
@@ -74,8 +89,10 @@ class MetricAttack(BaseEstimator):
         self.orientation_ = orientation
         return self
 
-    def score(self, audited: SignalTable) -> np.ndarray:
+    def score(self, audited: SignalTable | Evidence) -> np.ndarray:
         """Membership scores, ``(n_records,)`` float64, higher = more likely a member."""
         check_is_fitted(self, "signal_")
+        if isinstance(audited, Evidence):
+            audited = audited.signals
         values = audited.get(self.signal_)
         return (self.orientation_ * values).astype(np.float64)

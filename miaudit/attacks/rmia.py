@@ -33,8 +33,10 @@ from miaudit.attacks._reference import (
     masked_log_mean,
     squash,
 )
+from miaudit.attacks.protocol import Requirements
 from miaudit.errors import raise_if_problems
 from miaudit.evaluation.roc import roc_auc
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.observations import Observations
 from miaudit.targets.adapters import AccessLevel
 
@@ -154,6 +156,19 @@ class RMIA(BaseEstimator):
     def required_access(self) -> AccessLevel:
         return AccessLevel.PROBABILITIES
 
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(AccessLevel.PROBABILITIES, references=True, population=True)
+
+    def check_params(self) -> None:
+        """Raise, naming each bad parameter, before any reference model is trained."""
+        problems: list[str] = []
+        self._check_params(problems)
+        raise_if_problems(type(self).__name__, problems)
+
+    def default_label(self) -> str:
+        return f"rmia_{'online' if self.online else 'offline'}"
+
     # ------------------------------------------------------------------ validation
 
     def _check_params(self, problems: list[str]) -> None:
@@ -234,7 +249,7 @@ class RMIA(BaseEstimator):
 
     def fit(
         self,
-        references: Observations,
+        references: Observations | Evidence,
         *,
         population_references: Observations | None = None,
         population_target: Observations | None = None,
@@ -257,6 +272,13 @@ class RMIA(BaseEstimator):
         -------
         self
         """
+        if isinstance(references, Evidence):  # the audit protocol: fit(evidence)
+            refs = references.require_references(type(self).__name__)
+            return self.fit(
+                refs.audited_references,
+                population_references=refs.population_references,
+                population_target=refs.population_target,
+            )
         problems: list[str] = []
         self._check_params(problems)
         self._check_data(references, population_references, population_target, problems)
@@ -307,7 +329,7 @@ class RMIA(BaseEstimator):
         self.n_queries_ = references.n_queries
         return self
 
-    def score(self, target: Observations) -> np.ndarray:
+    def score(self, target: Observations | Evidence) -> np.ndarray:
         """Membership scores of the audited records, higher = more likely a member.
 
         Parameters
@@ -321,6 +343,8 @@ class RMIA(BaseEstimator):
             The fraction of population records x dominates, in [0, 1], plus (with
             ``tie_break``) a secondary key below ``tie_epsilon_``.
         """
+        if isinstance(target, Evidence):  # the audit protocol: score(evidence)
+            target = target.require_references(type(self).__name__).audited_target
         check_is_fitted(self, "sorted_log_ratio_z_")
         lp_target = log_query_mean(check_target(self, target).log_confidence)[0]
         log_ratio_x = lp_target - self.log_pr_x_

@@ -14,7 +14,7 @@ scored by a pooled model trained on every class (with sorted probability vectors
 class-agnostic as in Salem et al., NDSS 2019), and the class is listed in
 ``classes_without_model_`` and in a warning, never dropped.
 
-When the attacker owns no data like the target's, :mod:`miaudit.synthesis` makes some
+When the attacker owns no data like the target's, :mod:`miaudit.data.synthesis` makes some
 (model-based, statistics-based, noisy; their §V-C); train the shadows on
 ``SyntheticData.as_dataset``.
 """
@@ -40,10 +40,13 @@ from miaudit.attacks.classifier import (
     check_param_grid,
     features_from_signals,
 )
+from miaudit.attacks.protocol import Requirements
+from miaudit.attacks.shadow_data import SHADOW_DATA, shadow_training_data
 from miaudit.compute.cache import cache_key, data_fingerprint
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.models.recipes import Recipe, check_indices
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.table import signals_from_proba
 from miaudit.targets.adapters import (
     AccessLevel,
@@ -205,6 +208,15 @@ class ShadowModelAttack(BaseEstimator):
         Seeds the shadow samples, shadow training and the attack models.
     n_jobs : int, default 1
         Parallel fits of a scikit-learn attack-model search.
+    shadow_data : {"real", "noisy", "statistics", "synthetic"}, default "real"
+        In an audit (``fit(evidence)``): what the shadow models train on, as Shokri et al.
+        (§V-C) vary it: the population records, the same with ``noise`` of the features
+        flipped, records drawn from the population's marginals, or records synthesised by
+        hill climbing on the target's answers (see :mod:`miaudit.attacks.shadow_data`).
+    noise : float, default 0.1
+        Share of features perturbed for ``shadow_data="noisy"``.
+    synthesis : dict, optional
+        Options of the model-based synthesis (``shadow_data="synthetic"``).
 
     Attributes
     ----------
@@ -260,7 +272,13 @@ class ShadowModelAttack(BaseEstimator):
         min_class_records: int = 5,
         seed: int = 0,
         n_jobs: int = 1,
+        shadow_data: str = "real",
+        noise: float = 0.1,
+        synthesis: dict | None = None,
     ) -> None:
+        self.shadow_data = shadow_data
+        self.noise = noise
+        self.synthesis = synthesis
         self.n_shadow = n_shadow
         self.recipe = recipe
         self.attack_model = attack_model
@@ -277,6 +295,44 @@ class ShadowModelAttack(BaseEstimator):
     def required_access(self) -> AccessLevel:
         """Shadow attacks read the target's prediction vectors: probability access."""
         return AccessLevel.PROBABILITIES
+
+    @property
+    def requirements(self) -> Requirements:
+        # Every kind of shadow data starts from the population: the records themselves,
+        # their noisy copies or marginals, or (synthetic) its size per class.
+        return Requirements(AccessLevel.PROBABILITIES, population=True, shadows=True)
+
+    def check_params(self) -> None:
+        """Raise, naming each bad parameter, before any shadow model is trained."""
+        problems: list[str] = []
+        self._check_settings(problems)
+        self._feature_sets(problems)
+        self._attack_settings(problems)
+        if self.shadow_data not in SHADOW_DATA:
+            problems.append(
+                f"shadow_data must be one of {list(SHADOW_DATA)}, got {self.shadow_data!r}"
+            )
+        if not is_real(self.noise) or not 0 <= self.noise <= 1:
+            problems.append(f"noise must be a number in [0, 1], got {self.noise!r}")
+        if self.synthesis is not None and not isinstance(self.synthesis, Mapping):
+            problems.append(
+                f"synthesis must be a mapping of options or None, got {self.synthesis!r}"
+            )
+        raise_if_problems("ShadowModelAttack", problems)
+
+    def default_label(self) -> str:
+        return f"shadow_{self.shadow_data}"
+
+    def describe(self) -> dict:
+        """Facts the report shows next to the target's (after ``fit(evidence)``)."""
+        check_is_fitted(self, "attack_models_")
+        return {
+            **getattr(self, "shadow_data_info_", {}),
+            "n_shadow": int(self.n_shadow),
+            "mean_train_accuracy": float(np.mean(self.shadow_train_accuracy_)),
+            "mean_test_accuracy": float(np.mean(self.shadow_test_accuracy_)),
+            "classes_without_model": [int(c) for c in self.classes_without_model_],
+        }
 
     # -- validation -----------------------------------------------------------------------
 
@@ -357,8 +413,8 @@ class ShadowModelAttack(BaseEstimator):
 
     def fit(
         self,
-        dataset: Dataset,
-        attacker_indices: np.ndarray,
+        dataset: Dataset | Evidence,
+        attacker_indices: np.ndarray | None = None,
         *,
         recipe: Recipe | None = None,
         cache: Any = None,
@@ -370,7 +426,7 @@ class ShadowModelAttack(BaseEstimator):
         ----------
         dataset : Dataset
             Holds the attacker's records (real, noisy or synthetic; see
-            :mod:`miaudit.synthesis`). Never the target's audited records.
+            :mod:`miaudit.data.synthesis`). Never the target's audited records.
         attacker_indices : (n,) int array
             Records of ``dataset`` the attacker owns; shadow samples are drawn from them.
         recipe : Recipe, optional
@@ -396,6 +452,20 @@ class ShadowModelAttack(BaseEstimator):
             When some class gets no attack model of its own (see
             ``classes_without_model_``).
         """
+        if isinstance(dataset, Evidence):  # the audit protocol: shadows on the attacker's data
+            evidence = dataset
+            data, indices, info = shadow_training_data(
+                self.shadow_data,
+                evidence.target,
+                evidence.dataset,
+                evidence.population,
+                noise=float(self.noise),
+                synthesis=self.synthesis,
+                seed=evidence.seed,
+            )
+            self.fit(data, indices, recipe=evidence.recipe, cache=evidence.cache)
+            self.shadow_data_info_ = info
+            return self
         problems: list[str] = []
         self._check_settings(problems)
         names_class, names_pooled = self._feature_sets(problems)
@@ -598,7 +668,9 @@ class ShadowModelAttack(BaseEstimator):
 
     # -- score ----------------------------------------------------------------------------
 
-    def score(self, target_outputs_proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def score(
+        self, target_outputs_proba: np.ndarray | Evidence, labels: np.ndarray | None = None
+    ) -> np.ndarray:
         """Membership probability of each record from the target's prediction vector.
 
         Parameters
@@ -613,6 +685,11 @@ class ShadowModelAttack(BaseEstimator):
         (n,) float64
             In [0, 1]; higher = more likely a member.
         """
+        if isinstance(target_outputs_proba, Evidence):
+            signals = target_outputs_proba.signals
+            if signals.log_proba is None:
+                raise InvalidAuditInput("ShadowModelAttack needs the target's probabilities")
+            target_outputs_proba, labels = np.exp(signals.log_proba), signals.labels
         check_is_fitted(self, "attack_models_")
         problems: list[str] = []
         lab = np.asarray(labels)

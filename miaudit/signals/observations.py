@@ -30,12 +30,17 @@ class Observations:
     inclusion : (m, n) bool or None
         ``inclusion[k, i]`` is True when model ``k`` trained on record ``i``. None for the
         target, whose membership is what the audit estimates.
+    correct : (m, n) bool or None
+        Whether model ``k`` predicts record ``i``'s class on the first (unaugmented) query:
+        what the recipe-match table needs to compare accuracies; φ and log p_y alone cannot
+        tell a correct prediction below p_y = 1/2 from a wrong one.
     """
 
     record_ids: np.ndarray
     scaled_logit: np.ndarray
     log_confidence: np.ndarray
     inclusion: np.ndarray | None = None
+    correct: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,6 +68,13 @@ class Observations:
                     f"inclusion must be bool of shape {self.scaled_logit.shape[:2]}, got "
                     f"{inc.dtype} {inc.shape}"
                 )
+        if self.correct is not None and not problems:
+            cor = np.asarray(self.correct)
+            if cor.dtype != bool or cor.shape != self.scaled_logit.shape[:2]:
+                problems.append(
+                    f"correct must be bool of shape {self.scaled_logit.shape[:2]}, got "
+                    f"{cor.dtype} {cor.shape}"
+                )
         raise_if_problems("Observations", problems)
         object.__setattr__(self, "record_ids", ids.astype(np.int64, copy=False))
 
@@ -81,16 +93,19 @@ class Observations:
     def select_models(self, models: np.ndarray) -> Observations:
         """The same records seen by a subset of the models (e.g. all but a held-out one)."""
         inc = None if self.inclusion is None else self.inclusion[models]
+        cor = None if self.correct is None else self.correct[models]
         return Observations(
-            self.record_ids, self.scaled_logit[models], self.log_confidence[models], inc
+            self.record_ids, self.scaled_logit[models], self.log_confidence[models], inc, cor
         )
 
     def select_records(self, records: np.ndarray) -> Observations:
         """A subset of the records, every model kept."""
         inc = None if self.inclusion is None else self.inclusion[:, records]
+        cor = None if self.correct is None else self.correct[:, records]
         return Observations(
             self.record_ids[records],
             self.scaled_logit[:, records],
             self.log_confidence[:, records],
             inc,
+            cor,
         )

@@ -150,7 +150,7 @@ class SyntheticData:
             x=np.ascontiguousarray(self.x, dtype=np.float32),
             y=np.asarray(y, dtype=np.int64),
             n_classes=int(n_classes),
-            source=f"miaudit.synthesis ({self.report.method})",
+            source=f"miaudit.data.synthesis ({self.report.method})",
         )
 
 

@@ -43,7 +43,7 @@ def shadow_training_data(
         raise InvalidAuditInput(
             f"shadow_data={source!r} works on tabular records; {dataset.name!r} holds images"
         )
-    from miaudit import synthesis as syn
+    from miaudit.data import synthesis as syn
 
     x_pop = dataset.x[population]
     binary = bool(np.isin(dataset.x, (0.0, 1.0)).all())

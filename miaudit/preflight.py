@@ -1,0 +1,47 @@
+"""The checks of an audit file that need neither its data nor any model: run them first.
+
+A configuration error must end the run within seconds of its start, whatever the data set
+(CIFAR-10 takes 10 s just to decompress) and long before a target trains. Everything here
+is importable without PyTorch: the attack registry builds and checks every attack entry
+(names, parameters, labels), their declared requirements meet the target's access level
+and the recipes the file gives, and the schema has already built the evaluation settings.
+The checks that need the data (population sizes, query sets, the architecture against the
+records' shape) follow in :func:`miaudit.audit.plan_audit`, still before any training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from miaudit.attacks.registry import build_attacks, check_requirements, default_attacks
+from miaudit.config import AuditConfig
+from miaudit.targets.adapters import AccessLevel
+
+__all__ = ["preflight", "target_access"]
+
+
+def target_access(config: AuditConfig) -> AccessLevel:
+    """The access level the target will be declared with, known before it exists."""
+    section = config.target
+    if section.access != "auto":
+        return AccessLevel.parse(section.access)
+    if section.recipe is not None:
+        return AccessLevel.WHITE_BOX
+    if section.sklearn is not None:
+        return AccessLevel.PROBABILITIES
+    torch_file = Path(section.model_file).suffix.lower() in (".pt", ".pth")
+    return AccessLevel.WHITE_BOX if torch_file else AccessLevel.PROBABILITIES
+
+
+def preflight(config: AuditConfig) -> None:
+    """Raise :class:`~miaudit.errors.InvalidAuditInput` for any attack entry the audit
+    cannot run, before the data set is loaded or a model is built."""
+    access = target_access(config)
+    entries = config.attack_entries()
+    specs = build_attacks(entries if entries is not None else default_attacks(access))
+    has_recipe = (
+        config.target.recipe is not None
+        or config.target.sklearn is not None
+        or (config.references is not None and config.references.recipe is not None)
+    )
+    check_requirements(specs, access, has_recipe=has_recipe)
