@@ -49,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _styled(prefix: str, style: str, text: str):
+    """``prefix`` in ``style``, then ``text`` verbatim: user text never goes through rich's
+    markup parser (an attack named ``[/bogus]`` must print as written, not crash)."""
+    from rich.text import Text
+
+    line = Text(prefix, style=style)
+    line.append(text)
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -65,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidAuditInput as error:
         if args.debug:
             raise
-        errors.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        errors.print(_styled("error: ", "bold red", str(error)), highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         errors.print("interrupted; no report was written")
@@ -74,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_demo(args: argparse.Namespace, console) -> int:
     from miaudit.demo import demo_config
+    from miaudit.validation import check_writable_dir
+
+    check_writable_dir(args.out, "--out")
 
     return _execute(demo_config(), args.out, console, data_dir=None, trust_pickle=False)
 
@@ -88,13 +101,16 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
             f"{args.config}: no output folder; give --out DIR or an 'output:' field"
         )
     from miaudit.preflight import preflight
+    from miaudit.validation import check_writable_dir
 
+    check_writable_dir(out, "--out")  # a report that cannot be written fails now
     preflight(config)  # before PyTorch is imported or any data is loaded
     return _execute(config, out, console, data_dir=args.data_dir, trust_pickle=args.trust_pickle)
 
 
 def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
 
     from miaudit.evaluation import LowFprResolutionWarning, SmallSliceWarning
     from miaudit.pipeline import run_config
@@ -127,7 +143,7 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
         progress.update(tasks["refs"], completed=done, detail=detail)
 
     def on_stage(message: str) -> None:
-        console.log(message)
+        console.log(Text(message))  # user text (attack labels) is never markup
 
     with warnings.catch_warnings(record=True) as caught, progress:
         warnings.simplefilter("always")
@@ -150,8 +166,8 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
     in_summary = (LowFprResolutionWarning, SmallSliceWarning, DeprecationWarning)
     shown = {str(w.message) for w in caught if not issubclass(w.category, in_summary)}
     for message in sorted(shown - set(result.warnings)):
-        console.print(f"[yellow]warning:[/] {message}", highlight=False)
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+        console.print(_styled("warning: ", "yellow", message), highlight=False)
+    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from miaudit.attacks.registry import build_attacks, check_requirements, default_attacks
 from miaudit.config import AuditConfig
 from miaudit.targets.adapters import AccessLevel
+from miaudit.validation import check_writable_dir
 
 __all__ = ["preflight", "target_access"]
 
@@ -45,3 +46,5 @@ def preflight(config: AuditConfig) -> None:
         or (config.references is not None and config.references.recipe is not None)
     )
     check_requirements(specs, access, has_recipe=has_recipe)
+    if config.references is not None and config.references.cache_dir is not None:
+        check_writable_dir(config.references.cache_dir, "references.cache_dir")

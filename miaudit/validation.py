@@ -25,3 +25,29 @@ def is_real(value: Any) -> bool:
         and not isinstance(value, bool | np.bool_)
         and math.isfinite(float(value))
     )
+
+
+def check_writable_dir(path: Any, field: str) -> None:
+    """Refuse, before any work, a folder that cannot be created or written.
+
+    ``path`` may not exist yet (it is created later); then its nearest existing ancestor
+    must be a writable folder. Raises :class:`~miaudit.errors.InvalidAuditInput` naming
+    ``field``.
+    """
+    import os
+    from pathlib import Path
+
+    from miaudit.errors import InvalidAuditInput
+
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise InvalidAuditInput(f"{field}: {str(target)!r} exists and is not a folder")
+    probe = target
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InvalidAuditInput(
+            f"{field}: {str(target)!r} cannot be created: {str(probe)!r} is a file"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InvalidAuditInput(f"{field}: {str(probe)!r} is not writable")

@@ -171,6 +171,22 @@ def test_lira_fixed_variance_shares_sigma(world):
         assert np.ptp(sigma, axis=0).max() == 0.0
 
 
+def test_lira_one_in_one_out_shares_one_sigma_known_answer():
+    """K = 2 complementary models: no within-record variance exists; both Gaussians take
+    the IN side's spread across records (as the authors' code does), so the ratio is
+    linear in φ with per-record means."""
+    phi = np.array([[4.0, 1.0, 3.0], [0.0, 5.0, -1.0]])[..., None]
+    inc = np.array([[True, False, True], [False, True, False]])
+    lira = LiRA().fit(obs(phi, inc))
+    mu_in, mu_out = np.array([4.0, 5.0, 3.0]), np.array([0.0, 1.0, -1.0])
+    sd = np.std([4.0, 5.0, 3.0], ddof=1)  # the IN values of all records
+    np.testing.assert_allclose(lira.sigma_in_[:, 0], sd)
+    np.testing.assert_allclose(lira.sigma_out_, lira.sigma_in_)
+    t = np.array([2.0, 2.0, 2.0])
+    expected = norm.logpdf(t, mu_in, sd) - norm.logpdf(t, mu_out, sd)
+    np.testing.assert_allclose(lira.score(obs(t[None, :, None])), expected)
+
+
 def test_lira_records_without_in_or_out_models_fall_back_with_a_warning():
     rng = np.random.default_rng(5)
     n_models, n = 8, 50

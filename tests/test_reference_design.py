@@ -271,11 +271,11 @@ def test_calibration_picks_the_targets_epoch_count(digits_audit, tmp_path):
 # ----------------------------------------------------------------------------- protocol
 
 
-class ToyAttack(BaseEstimator):
+class OffsetAttack(BaseEstimator):
     """Confidence minus the mean confidence of the OUT references: a new family added by
     one class and one registry line."""
 
-    family: ClassVar[str] = "toy"
+    family: ClassVar[str] = "offset"
 
     def __init__(self, *, scale: float = 1.0) -> None:
         self.scale = scale
@@ -286,10 +286,10 @@ class ToyAttack(BaseEstimator):
 
     def check_params(self) -> None:
         if not self.scale > 0:
-            raise InvalidAuditInput(f"scale must be > 0, got {self.scale!r}")
+            raise ValueError(f"scale must be > 0, got {self.scale!r}")
 
     def default_label(self) -> str:
-        return "toy"
+        return "offset"
 
     def fit(self, evidence):
         refs = evidence.references.audited_references
@@ -307,20 +307,20 @@ def test_a_toy_attack_added_through_the_registry_runs_end_to_end(
     digits_audit, tmp_path, monkeypatch
 ):
     data, split, recipe, target = digits_audit
-    monkeypatch.setitem(registry.ATTACK_CLASSES, "toy", f"{__name__}:ToyAttack")
+    monkeypatch.setitem(registry.ATTACK_CLASSES, "offset", f"{__name__}:OffsetAttack")
     result = run_audit(
         target,
         data,
         split,
-        attacks=["loss", {"name": "toy", "num_references": 2, "scale": 2.0}],
+        attacks=["loss", {"name": "offset", "num_references": 2, "scale": 2.0}],
         references=ReferenceSetup(recipe=recipe, cache_dir=tmp_path),
     )
-    toy = next(a for a in result.attacks if a.name == "toy")
-    assert toy.family == "toy" and result.scores["toy"].dtype == np.float64
-    assert toy.auc == pytest.approx(roc_auc_score(result.is_member, result.scores["toy"]))
-    assert toy.auc > 0.52  # the target fits its members more tightly: the toy sees it
-    with pytest.raises(InvalidAuditInput, match="attack 'toy': scale must be > 0"):
-        plan_audit(AccessLevel.LOGITS, data, split, [{"name": "toy", "scale": -1}], None)
+    offset = next(a for a in result.attacks if a.name == "offset")
+    assert offset.family == "offset" and result.scores["offset"].dtype == np.float64
+    assert offset.auc == pytest.approx(roc_auc_score(result.is_member, result.scores["offset"]))
+    assert offset.auc > 0.52  # the target fits its members more tightly: the toy sees it
+    with pytest.raises(InvalidAuditInput, match="attack .offset.: scale must be > 0"):
+        plan_audit(AccessLevel.LOGITS, data, split, [{"name": "offset", "scale": -1}], None)
 
 
 # ----------------------------------------------------------------------------- early errors
@@ -405,3 +405,70 @@ def test_configuration_errors_exit_2_before_any_training(name, tmp_path):
     # check ran first.
     assert seconds < 5.0
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def test_report_shows_the_recipe_match_table_everywhere(tmp_path):
+    import json
+
+    config = {
+        "dataset": "digits",
+        "split": {"members": 300, "nonmembers": 300, "seed": 0},
+        "target": {
+            "recipe": {
+                "architecture": "mlp",
+                "params": {"hidden": [64]},
+                "training": {"epochs": 20, "batch_size": 32, "device": "cpu"},
+            }
+        },
+        # A label that is rich markup must print as written, not crash the run.
+        "attacks": ["loss", {"name": "rmia", "num_references": 2, "label": "[/]"}],
+        "references": {"cache_dir": str(tmp_path / "cache"), "calibrate": [5, 20]},
+    }
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = subprocess.run(
+        [sys.executable, "-m", "miaudit.cli", "audit", str(path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Reference models against the target" in run.stdout
+    assert "Epoch calibration: " in run.stdout and "[/]" in run.stdout
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    refs = report["target"]["references"]
+    assert [r["model"] for r in refs["recipe_match"]["references"]] == [0, 1]
+    assert refs["calibration"]["chosen_epochs"] in (5, 20)
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "<h2>Reference models</h2>" in html and "KS train (p)" in html
+    assert "Epoch calibration chose" in html
+
+
+@pytest.mark.parametrize("where", ["out", "out_parent", "cache_dir"])
+def test_unwritable_output_or_cache_exits_2_before_any_training(where, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = _config({"attacks": ["lira"]})
+    out = tmp_path / "o"
+    if where == "out":
+        out = blocker
+    elif where == "out_parent":
+        out = blocker / "report"
+    else:
+        config["references"] = {"cache_dir": str(blocker / "cache")}
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    started = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-m", "miaudit.cli", "audit", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert ("references.cache_dir" if where == "cache_dir" else "--out") in run.stderr
+    assert "is a file" in run.stderr or "not a folder" in run.stderr
+    assert time.perf_counter() - started < 5.0

@@ -199,6 +199,17 @@ class LiRA(BaseEstimator):
             no_in, no_out = inn.count == 0, out.count == 0
             self.mu_in_[no_in] = self.mu_out_[no_in] + shift
             self.mu_out_[no_out] = self.mu_in_[no_out] - shift
+            no_dof = not (inn.count >= 2).any() or not (out.count >= 2).any()
+            if self.fixed_variance_ and no_dof:
+                # No record has two models on a side (e.g. K = 2: one IN, one OUT), so no
+                # within-record variance exists and each side's falls back to the spread
+                # of φ across records. Two such spreads differ (IN φ cluster high), and the
+                # quadratic terms of the ratio then no longer cancel: the score turns into
+                # a global function of φ and loses its per-record calibration (measured on
+                # Location, K = 2: AUC 0.73, no better than the loss attack). One shared σ,
+                # the IN side's as in the authors' code (std_out = np.std(dat_in)), keeps
+                # the test linear in φ with per-record means.
+                self.sigma_out_ = self.sigma_in_.copy()
         else:
             self.mu_out_[out.count == 0] = global_out_mean
 

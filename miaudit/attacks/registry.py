@@ -121,7 +121,7 @@ def build_attack(name: str, params: dict | None = None) -> AttackSpec:
     attack = cls(**own)
     try:
         attack.check_params()
-    except InvalidAuditInput as error:
+    except ValueError as error:  # InvalidAuditInput, or a plain ValueError of a user's attack
         raise InvalidAuditInput(f"attack {name!r}: {error}") from None
     num_refs = _check_num_references(name, attack, params)
     label = _check_label(name, params.get("label") or attack.default_label())

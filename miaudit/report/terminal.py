@@ -36,6 +36,45 @@ def _tpr_cell(attack: dict, fpr: float, with_ci: bool) -> str:
     return text
 
 
+def _match_table(match: dict) -> Table:
+    """The recipe-match table: target and each reference, train (IN) and test (OUT)."""
+    table = Table(title="Reference models against the target", title_justify="left")
+    for column in ("model", "n train", "train acc", "train loss", "KS train"):
+        table.add_column(column, justify="right")
+    for column in ("test acc", "test loss", "KS test", "match"):
+        table.add_column(column, justify="right")
+    t = match["target"]
+    table.add_row(
+        "target",
+        str(t["n_members"]),
+        _fmt(t["train_accuracy"]),
+        _fmt(t["train_loss"]),
+        "",
+        _fmt(t["test_accuracy"]),
+        _fmt(t["test_loss"]),
+        "",
+        "",
+    )
+    for r in match["references"]:
+        table.add_row(
+            f"ref {r['model']}",
+            str(r["n_in"]),
+            _fmt(r["train_accuracy"]),
+            _fmt(r["train_loss"]),
+            _fmt(r["ks_train"]),
+            _fmt(r["test_accuracy"]),
+            _fmt(r["test_loss"]),
+            _fmt(r["ks_test"]),
+            "yes" if r["matched"] else "NO",
+        )
+    tol = match["tolerance"]
+    table.caption = (
+        f"matched: accuracies within ±{tol['accuracy']}, KS statistics ≤ "
+        f"{tol['ks_statistic']} ({match['n_matched']} of {len(match['references'])})"
+    )
+    return table
+
+
 def print_summary(
     result: AuditResult, console: Console | None = None, report: dict | None = None
 ) -> None:
@@ -74,6 +113,19 @@ def print_summary(
     console.print(table)
     if unresolvable:
         console.print("† too few non-members to resolve this FPR", style="dim")
+    refs = report["target"].get("references") or {}
+    if refs.get("recipe_match") is not None:
+        console.print(_match_table(refs["recipe_match"]))
+    if (calibration := refs.get("calibration")) is not None:
+        tried = ", ".join(
+            f"{c['epochs']} ({c['distance']:.3f})" for c in calibration["candidates"]
+        )
+        console.print(
+            Text(
+                f"Epoch calibration: {calibration['chosen_epochs']} epochs "
+                f"(epochs tried, distance: {tried})"
+            )
+        )
     verdict = report["verdict"]
     line = Text("Verdict: ")
     line.append(verdict["risk"].upper(), style=_RISK_STYLES[verdict["risk"]])
