@@ -20,6 +20,7 @@ Protocols (from the evidence issue):
 
     python benchmarks/reference_power.py                       # Location, 3 targets, K=1,2,4,8
     python benchmarks/reference_power.py --datasets cifar10    # CIFAR-10, 1 target, K=1,2,4
+    python benchmarks/reference_power.py --datasets cifar10 --reseed 2   # retrain outliers
 
 Torch threads are capped at ``--threads`` (default 2); the benchmark should run alone.
 """
@@ -112,7 +113,13 @@ def attack_entries(ks: list[int]) -> list[dict]:
 
 
 def run(
-    name: str, recipe: TorchRecipe, ks: list[int], n_targets: int, cache: ModelCache, queries: str
+    name: str,
+    recipe: TorchRecipe,
+    ks: list[int],
+    n_targets: int,
+    cache: ModelCache,
+    queries: str,
+    reseed: int,
 ):
     data = load_dataset(name)
     make = location_split if name == "location" else cifar_split
@@ -127,7 +134,9 @@ def run(
         started = time.perf_counter()
         trained = recipe.train(data, split.members, seed=1000 + t, eval_indices=split.nonmembers)
         target = TorchTarget(trained.model, n_classes=data.n_classes, access="logits")
-        setup = ReferenceSetup(recipe=recipe, cache_dir=cache.root, seed=t, queries=queries)
+        setup = ReferenceSetup(
+            recipe=recipe, cache_dir=cache.root, seed=t, queries=queries, reseed=reseed
+        )
         result = run_audit(target, data, split, attacks=attack_entries(ks), references=setup)
         seconds = time.perf_counter() - started
         refs = result.target["references"]
@@ -142,7 +151,8 @@ def run(
             f"{match['mean']['train_accuracy']:.3f} test {match['mean']['test_accuracy']:.3f}, "
             f"{match['n_matched']}/{refs['n_models']} within tolerance | whole audit "
             f"{seconds:.1f} s (target {trained.seconds:.1f} s, "
-            f"{refs['models_loaded_from_cache']} references from cache)"
+            f"{refs['models_loaded_from_cache']} references from cache"
+            f"{', reseeded ' + str(refs['reseeded']) if 'reseeded' in refs else ''})"
         )
         for warning in result.warnings:
             print(f"    warning: {warning}")
@@ -192,6 +202,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--queries", default="auto", help="references.queries")
+    parser.add_argument("--reseed", type=int, default=0, help="references.reseed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -203,10 +214,10 @@ def main() -> None:
         for name in args.datasets.split(","):
             if name == "location":
                 ks = [int(k) for k in (args.ks or "1,2,4,8").split(",")]
-                run("location", LOCATION, ks, args.targets or 3, cache, args.queries)
+                run("location", LOCATION, ks, args.targets or 3, cache, args.queries, args.reseed)
             elif name == "cifar10":
                 ks = [int(k) for k in (args.ks or "1,2,4").split(",")]
-                run("cifar10", CIFAR10, ks, args.targets or 1, cache, args.queries)
+                run("cifar10", CIFAR10, ks, args.targets or 1, cache, args.queries, args.reseed)
             else:
                 raise SystemExit(f"unknown data set {name!r}")
 

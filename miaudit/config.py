@@ -116,7 +116,8 @@ class ReferencesSection(_Section):
     10,000). ``train_size``: records each reference trains on (default: the target's
     members). ``calibrate``: ``true`` (epoch counts of 1/4 to 2x the recipe's), or a list
     of epoch counts, to pick the one whose references best match the target (see
-    :func:`miaudit.references.calibrate_epochs`).
+    :func:`miaudit.references.calibrate_epochs`). ``reseed``: retrain each reference outside
+    the recipe-match tolerance with a fresh seed on the same records, up to this many times.
     """
 
     recipe: RecipeSection | None = None
@@ -126,6 +127,7 @@ class ReferencesSection(_Section):
     population_size: int | None = Field(default=None, gt=0)
     train_size: int | None = Field(default=None, gt=0)
     calibrate: StrictBool | list[StrictInt] = False
+    reseed: int = Field(default=0, ge=0)
 
     def setup(self, recipe: Any):
         """The :class:`~miaudit.references.ReferenceSetup` this section describes, with
@@ -140,6 +142,7 @@ class ReferencesSection(_Section):
             population_size=self.population_size,
             train_size=self.train_size,
             calibrate=tuple(self.calibrate_epochs(recipe)),
+            reseed=self.reseed,
         )
 
     def calibrate_epochs(self, recipe: Any) -> list[int]:

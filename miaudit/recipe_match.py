@@ -122,7 +122,11 @@ class RecipeMatch:
             f"{t['test_accuracy']:.3f}; tolerance ±{ACCURACY_TOLERANCE} in accuracy and "
             f"{KS_TOLERANCE} in the KS statistic of the losses)"
         )
-        return [f"{head}: {_direction(t, bad)}; reference attacks may understate leakage"]
+        return [
+            f"{head}: {_direction(t, bad)}; reference attacks may understate leakage. When "
+            "only some references differ, their seeds may be to blame (a fragile recipe): "
+            "references.reseed retrains them with fresh seeds on the same records"
+        ]
 
 
 def _direction(target: dict, bad: list[dict]) -> str:

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from miaudit.attacks import registry
 from miaudit.attacks.protocol import Requirements
 from miaudit.audit import plan_audit, run_audit
-from miaudit.compute import ReferencePool
+from miaudit.compute import ModelCache, ReferencePool
 from miaudit.data import load_dataset, make_split
 from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit
@@ -319,7 +319,7 @@ def test_a_toy_attack_added_through_the_registry_runs_end_to_end(
     assert offset.family == "offset" and result.scores["offset"].dtype == np.float64
     assert offset.auc == pytest.approx(roc_auc_score(result.is_member, result.scores["offset"]))
     assert offset.auc > 0.52  # the target fits its members more tightly: the toy sees it
-    with pytest.raises(InvalidAuditInput, match="attack .offset.: scale must be > 0"):
+    with pytest.raises(InvalidAuditInput, match=r"attack 'offset': scale must be > 0"):
         plan_audit(AccessLevel.LOGITS, data, split, [{"name": "offset", "scale": -1}], None)
 
 
@@ -472,3 +472,48 @@ def test_unwritable_output_or_cache_exits_2_before_any_training(where, tmp_path)
     assert ("references.cache_dir" if where == "cache_dir" else "--out") in run.stderr
     assert "is a file" in run.stderr or "not a folder" in run.stderr
     assert time.perf_counter() - started < 5.0
+
+
+def test_reseed_retrains_a_reference_on_the_same_records_with_a_new_seed(tmp_path, monkeypatch):
+    data = _tabular(80)
+    calls: list[int] = []
+    original = TorchRecipe.train
+
+    def counting(self, dataset, indices, *, seed, **kwargs):
+        calls.append(seed)
+        return original(self, dataset, indices, seed=seed, **kwargs)
+
+    monkeypatch.setattr(TorchRecipe, "train", counting)
+    cache = ModelCache(tmp_path)
+    pool = ReferencePool(_mlp(), data, np.arange(80), n_models=4, cache=cache, ensemble="off")
+    models = pool.train()
+    before = {k: (pool.training_indices(k), pool.model_seed(k)) for k in range(4)}
+    calls.clear()
+    pool.reseed([2])
+    assert len(calls) == 1 and calls[0] == pool.model_seed(2) != before[2][1]
+    assert np.array_equal(pool.training_indices(2), before[2][0])
+    assert pool.attempts() == {2: 1} and pool.model_info(2)["attempt"] == 1
+    assert not _same_weights(pool.models_[2].model, models[2].model)
+    for k in (0, 1, 3):
+        assert pool.model_seed(k) == before[k][1] and pool.models_[k] is models[k]
+    # A second pool reseeding the same model finds it in the cache.
+    again = ReferencePool(_mlp(), data, np.arange(80), n_models=4, cache=cache, ensemble="off")
+    again.train()
+    calls.clear()
+    again.reseed([2])
+    assert calls == [] and again.model_info(2)["from_cache"]
+
+
+def test_reseed_in_an_audit_reports_the_attempts(digits_audit, tmp_path):
+    data, split, recipe, target = digits_audit
+    short = _mlp(TrainingConfig(**{**recipe.training.to_dict(), "epochs": 3}), hidden=(128,))
+    result = run_audit(
+        target,
+        data,
+        split,
+        attacks=[{"name": "lira", "online": False, "num_references": 2}],
+        references=ReferenceSetup(recipe=short, cache_dir=tmp_path, reseed=1),
+    )
+    refs = result.target["references"]
+    assert refs["reseeded"] == {"0": 1, "1": 1}  # a wrong recipe: every seed stays unmatched
+    assert any("do not match the target" in w for w in result.warnings)

@@ -26,13 +26,11 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
 from miaudit.attacks.classifier import (
     ClassifierAttack,
@@ -42,10 +40,8 @@ from miaudit.attacks.classifier import (
 )
 from miaudit.attacks.protocol import Requirements
 from miaudit.attacks.shadow_data import SHADOW_DATA, shadow_training_data
-from miaudit.compute.cache import cache_key, data_fingerprint
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput, raise_if_problems
-from miaudit.models.recipes import Recipe, check_indices
 from miaudit.signals.evidence import Evidence
 from miaudit.signals.table import signals_from_proba
 from miaudit.targets.adapters import (
@@ -56,6 +52,9 @@ from miaudit.targets.adapters import (
     require_access,
 )
 from miaudit.validation import is_int, is_real
+
+if TYPE_CHECKING:  # PyTorch loads when a shadow model or torch attack model is trained
+    from miaudit.models.recipes import Recipe
 
 __all__ = [
     "ATTACK_MODELS",
@@ -125,6 +124,9 @@ class _TorchMLPAttack:
         self.seed = seed
 
     def fit(self, features: np.ndarray, is_member: np.ndarray) -> Self:
+        import torch
+        from torch import nn
+
         f = np.asarray(features, dtype=np.float64)
         self.mean_ = f.mean(axis=0)
         std = f.std(axis=0)
@@ -155,6 +157,8 @@ class _TorchMLPAttack:
         return self
 
     def score(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
         f = (np.asarray(features, dtype=np.float64) - self.mean_) / self.scale_
         with torch.inference_mode():
             logit = self.net_(torch.from_numpy(f.astype(np.float32))).squeeze(1).double()
@@ -466,6 +470,9 @@ class ShadowModelAttack(BaseEstimator):
             self.fit(data, indices, recipe=evidence.recipe, cache=evidence.cache)
             self.shadow_data_info_ = info
             return self
+        from miaudit.compute.cache import cache_key, data_fingerprint
+        from miaudit.models.recipes import Recipe, check_indices
+
         problems: list[str] = []
         self._check_settings(problems)
         names_class, names_pooled = self._feature_sets(problems)

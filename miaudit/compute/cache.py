@@ -33,10 +33,8 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from miaudit.atomic import atomic_write
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput
 from miaudit.models.recipes import TrainedModel
@@ -157,29 +156,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _replace_durably(tmp: Path, final: Path) -> None:
-    """Flush ``tmp`` to disk, then rename it over ``final`` (atomic)."""
-    _fsync(tmp)
-    os.replace(tmp, final)
-
-
-def _write_via_temp(final: Path, write: Callable[[Path], None]) -> None:
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        _replace_durably(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class ModelCache:
@@ -343,7 +319,7 @@ class ModelCache:
                     f"names its architecture (a TorchRecipe), got {type(recipe).__name__}"
                 )
             model_path = folder / f"{key}.pt"
-            # save_torch_model itself writes through a temporary file and renames.
+            # save_torch_model writes through miaudit.atomic (flushed, then renamed).
             save_torch_model(
                 model_path,
                 trained.model,
@@ -352,14 +328,13 @@ class ModelCache:
                 input_shape=dataset.input_shape,
                 n_classes=dataset.n_classes,
             )
-            _fsync(model_path)
             meta["kind"] = "torch"
         else:
             import skops.io as sio
 
             model_path = folder / f"{key}.skops"
             try:
-                _write_via_temp(model_path, lambda tmp: sio.dump(trained.model, tmp))
+                atomic_write(model_path, lambda tmp: sio.dump(trained.model, tmp))
             except (TypeError, NotImplementedError) as exc:
                 raise InvalidAuditInput(
                     f"ModelCache.put: skops cannot store this {type(trained.model).__name__} "
@@ -381,6 +356,6 @@ class ModelCache:
             written=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         text = json.dumps(meta, indent=1, sort_keys=True)
-        _write_via_temp(folder / f"{key}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write(folder / f"{key}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
         logger.debug("cached model %s in %s", key[:12], folder)
         return CachedModel(key=key, trained=trained, path=model_path)

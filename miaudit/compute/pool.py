@@ -89,7 +89,7 @@ from miaudit.models.training import _EVAL_BATCH, predict_logits, resolve_device
 from miaudit.signals.observations import Observations
 from miaudit.signals.table import scaled_logit_and_log_confidence
 from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, require_access
-from miaudit.validation import is_int
+from miaudit.validation import is_int, is_real
 
 __all__ = [
     "EVAL_SAMPLE",
@@ -130,7 +130,7 @@ def self_audit_size(n_references: int, n_targets: int = 1) -> int:
     no more than one.
     """
     for name, value in (("n_references", n_references), ("n_targets", n_targets)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             raise InvalidAuditInput(
                 f"self_audit_size: {name} must be a positive int, got {value!r}"
             )
@@ -384,11 +384,11 @@ class ReferencePool:
             ("seed", seed, 0),
             ("eval_sample", eval_sample, 1),
         ):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            if not is_int(value) or value < low:
                 problems.append(f"{name} must be an int >= {low}, got {value!r}")
         if cache is not None and not isinstance(cache, ModelCache):
             problems.append(f"cache must be a ModelCache or None, got {type(cache).__name__}")
-        if not isinstance(train_fraction, (int, float)) or not 0 < train_fraction < 1:
+        if not is_real(train_fraction) or not 0 < train_fraction < 1:
             problems.append(f"train_fraction must lie in (0, 1), got {train_fraction!r}")
         if ensemble not in _ENSEMBLE_MODES:
             problems.append(f"ensemble must be one of {_ENSEMBLE_MODES}, got {ensemble!r}")
@@ -433,6 +433,7 @@ class ReferencePool:
         self._data_fp: str | None = None
         self.models_: list[TrainedModel] | None = None
         self._info: list[dict] | None = None
+        self._attempts: dict[int, int] = {}
 
     # ------------------------------------------------------------------ inclusion
 
@@ -488,11 +489,7 @@ class ReferencePool:
         return self._inclusion_sorted[:, cols].copy()
 
     def _check_model(self, k: int) -> int:
-        if (
-            not isinstance(k, (int, np.integer))
-            or isinstance(k, bool)
-            or not 0 <= k < self.n_models
-        ):
+        if not is_int(k) or not 0 <= k < self.n_models:
             raise InvalidAuditInput(
                 f"model index must be an int in [0, {self.n_models}), got {k!r}"
             )
@@ -503,9 +500,54 @@ class ReferencePool:
         return self._sorted[self._inclusion_sorted[self._check_model(k)]]
 
     def model_seed(self, k: int) -> int:
-        """The seed model ``k`` is trained with: a function of ``(seed, k)`` only."""
-        ss = np.random.SeedSequence(self.seed, spawn_key=(_TRAIN_SEED, self._check_model(k)))
+        """The seed model ``k`` is trained with: a function of ``(seed, k)`` only, and of
+        the attempt when :meth:`reseed` replaced it."""
+        k = self._check_model(k)
+        attempt = self._attempts.get(k, 0)
+        key = (_TRAIN_SEED, k) if attempt == 0 else (_TRAIN_SEED, k, attempt)
+        ss = np.random.SeedSequence(self.seed, spawn_key=key)
         return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+    def attempts(self) -> dict[int, int]:
+        """Models :meth:`reseed` retrained, and how many times."""
+        return dict(self._attempts)
+
+    def reseed(self, models: Sequence[int], progress: PoolProgress | None = None) -> None:
+        """Retrain ``models`` on the same records with a fresh seed (cache first).
+
+        Their training records, and so the inclusion matrix and its balance, stay as they
+        are; only the randomness of their training (initial weights, batch order) changes.
+        This is how an audit replaces a reference that a fragile recipe trained unlike the
+        target (see :func:`miaudit.references.gather_reference_evidence`).
+        """
+        trained = self._check_trained()
+        assert self._info is not None
+        ks = sorted({self._check_model(k) for k in models})
+        for k in ks:
+            self._attempts[k] = self._attempts.get(k, 0) + 1
+        for n_done, k in enumerate(ks, start=1):
+            key = self.model_key(k) if self.cache is not None else None
+            found = self.cache.get(key) if key is not None else None
+            if found is not None:
+                model, from_cache = found.trained, True
+            else:
+                (model,) = self._train_group([k])
+                if key is not None:
+                    self.cache.put(key, model, self.recipe, self.dataset)
+                from_cache = False
+            trained[k] = model
+            self._info[k] = {
+                **self._info[k],
+                "from_cache": from_cache,
+                "seconds": float(model.seconds),
+                "train_accuracy": model.train_accuracy,
+                "test_accuracy": model.test_accuracy,
+                "seed": model.seed,
+                "key": key,
+                "attempt": self._attempts[k],
+            }
+            if progress is not None:
+                progress(n_done, len(ks), dict(self._info[k]))
 
     def eval_indices(self, k: int) -> np.ndarray:
         """Sorted candidates model ``k`` did not train on, at most ``eval_sample`` of them."""

@@ -20,9 +20,9 @@ with the bounds' confidence.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from miaudit.errors import raise_if_problems
+from miaudit.validation import is_real
 
 __all__ = ["epsilon_lower_bound"]
 
@@ -80,13 +80,9 @@ def epsilon_lower_bound(fpr_upper: float, fnr_upper: float, delta: float) -> flo
     """
     problems: list[str] = []
     for name, value in (("fpr_upper", fpr_upper), ("fnr_upper", fnr_upper)):
-        if not _is_real(value) or not 0.0 <= value <= 1.0:
+        if not is_real(value) or not 0.0 <= value <= 1.0:
             problems.append(f"{name} must be a rate in [0, 1], got {value!r}")
-    if not _is_real(delta) or not 0.0 <= delta < 1.0:
+    if not is_real(delta) or not 0.0 <= delta < 1.0:
         problems.append(f"delta must be in [0, 1), got {delta!r}")
     raise_if_problems("epsilon_lower_bound", problems)
     return float(_epsilon_lower_bounds(fpr_upper, fnr_upper, float(delta)))
-
-
-def _is_real(value: ArrayLike) -> bool:
-    return isinstance(value, int | float | np.number) and bool(np.isfinite(value))

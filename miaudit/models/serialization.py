@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from miaudit.atomic import atomic_write
 from miaudit.errors import (
     DataNotFoundError,
     InvalidAuditInput,
@@ -54,20 +54,10 @@ def _existing_file(path: str | os.PathLike[str], what: str) -> Path:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename.
-
-    A reader (another process filling the same cache) never sees a half-written file.
-    """
+    """:func:`miaudit.atomic.atomic_write`, with a clear error when the folder is missing."""
     if not path.parent.is_dir():
         raise DataNotFoundError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} missing")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: write(str(tmp)))
 
 
 def _state_dict_problems(model: nn.Module, state: Mapping[str, Any]) -> list[str]:

@@ -117,9 +117,7 @@ def print_summary(
     if refs.get("recipe_match") is not None:
         console.print(_match_table(refs["recipe_match"]))
     if (calibration := refs.get("calibration")) is not None:
-        tried = ", ".join(
-            f"{c['epochs']} ({c['distance']:.3f})" for c in calibration["candidates"]
-        )
+        tried = ", ".join(f"{c['epochs']} ({c['distance']:.3f})" for c in calibration["candidates"])
         console.print(
             Text(
                 f"Epoch calibration: {calibration['chosen_epochs']} epochs "
