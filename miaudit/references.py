@@ -329,7 +329,7 @@ def _with_epochs(recipe: Any, epochs: int) -> Any:
 
 
 def calibrate_epochs(
-    target: Target,
+    target_answers: Observations,
     dataset: Dataset,
     design: ReferenceDesign,
     setup: ReferenceSetup,
@@ -348,11 +348,15 @@ def calibrate_epochs(
     epoch ``e`` of a longer run is not a model trained for ``e`` epochs, and the chosen
     references must be trained exactly like a model of that recipe. The winning pair is
     the pool's first two models, so the cache hands them to the audit for free.
+
+    ``target_answers`` are the target's observations on the audited records (the first
+    query is the record itself), so calibrating queries the target no further.
     """
-    from miaudit.compute import QuerySet, ReferencePool, observe_models
+    from miaudit.compute import QuerySet, ReferencePool
 
     audited = design.audited
-    target_obs = observe_models([target], dataset, audited, queries=QuerySet.none())
+    target_loss = -target_answers.log_confidence[0, :, 0]
+    target_correct = target_answers.correct[0]
     rows = []
     for epochs in setup.calibrate:
         recipe = _with_epochs(setup.recipe, epochs)
@@ -368,9 +372,7 @@ def calibrate_epochs(
         )
         pool.train(progress=progress)
         refs = pool.observe(audited, queries=QuerySet.none())
-        match = measure_recipe_match(
-            -target_obs.log_confidence[0, :, 0], target_obs.correct[0], is_member, refs
-        )
+        match = measure_recipe_match(target_loss, target_correct, is_member, refs)
         rows.append(
             {
                 "epochs": int(epochs),
@@ -409,7 +411,7 @@ def gather_reference_evidence(
     ``audited_target`` is the target's observations on the audited records under the same
     queries when the caller already has them (the audit queries the target once); without
     it they are queried here."""
-    from miaudit.compute import ReferencePool
+    from miaudit.compute import ReferencePool, observe_models
 
     if target.queries_by_index and setup.queries not in ("auto", "none"):
         raise InvalidAuditInput(
@@ -420,12 +422,14 @@ def gather_reference_evidence(
         "none" if target.queries_by_index else setup.queries, dataset, setup.recipe
     )
     design = design or plan_references(split, setup)
+    audited = design.audited
+    if audited_target is None:
+        audited_target = observe_models([target], dataset, audited, queries=queries)
     recipe, calibration = setup.recipe, None
     if setup.calibrate:
         recipe, calibration = calibrate_epochs(
-            target, dataset, design, setup, split.is_member, progress=progress
+            audited_target, dataset, design, setup, split.is_member, progress=progress
         )
-    audited = design.audited
     pool = ReferencePool(
         recipe,
         dataset,
@@ -439,8 +443,6 @@ def gather_reference_evidence(
     pool.train(progress=progress)
 
     audited_refs = pool.observe(audited, queries=queries)
-    if audited_target is None:
-        audited_target = pool.observe_target(target, audited, queries=queries)
     population = design.population
     if population.size:
         pop_refs = pool.observe(population, queries=queries)

@@ -366,6 +366,9 @@ BAD_ENTRIES = {
         "calibrate must list positive",
     ),
     "shadow bad noise": ({"attacks": [{"name": "shadow", "noise": 3}]}, "noise must be"),
+    # User text is printed verbatim: rich markup in a name must neither crash nor vanish.
+    "markup in a name": ({"attacks": ["[/bogus]"]}, r"unknown attack '\[/bogus\]'"),
+    "evaluation unknown key": ({"evaluation": {"fprz": [0.1]}}, "evaluation.fprz"),
 }
 
 
@@ -517,3 +520,15 @@ def test_reseed_in_an_audit_reports_the_attempts(digits_audit, tmp_path):
     refs = result.target["references"]
     assert refs["reseeded"] == {"0": 1, "1": 1}  # a wrong recipe: every seed stays unmatched
     assert any("do not match the target" in w for w in result.warnings)
+
+
+def test_api_misuse_is_a_clear_error_at_the_boundary(digits_audit):
+    data, split, _, target = digits_audit
+    with pytest.raises(InvalidAuditInput, match=r"write attacks=\['loss'\]"):
+        run_audit(target, data, split, attacks="loss")
+    with pytest.raises(InvalidAuditInput, match="split must be an AuditSplit"):
+        run_audit(target, data, (split.members, split.nonmembers), attacks=["loss"])
+    with pytest.raises(InvalidAuditInput, match="dataset must be a miaudit Dataset"):
+        run_audit(target, data.x, split, attacks=["loss"])
+    with pytest.raises(InvalidAuditInput, match="target must be a target adapter"):
+        run_audit(target.module, data, split, attacks=["loss"])
