@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from reference_attacks import LOCATION  # the same Location recipe as the self-audit benchmark
 
 import miaudit
 from miaudit.attacks import ReferenceCoverageWarning
@@ -49,20 +50,6 @@ from miaudit.evaluation.roc import roc_auc, tpr_at_fpr
 from miaudit.models import TorchRecipe, TrainingConfig
 from miaudit.references import ReferenceSetup
 from miaudit.targets import TorchTarget
-
-LOCATION = TorchRecipe(
-    architecture="mlp",
-    arch_params={"hidden": (128,), "activation": "tanh"},
-    training=TrainingConfig(
-        epochs=100,
-        batch_size=256,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.0,
-        weight_decay=0.0,
-        schedule="constant",
-    ),
-)
 
 CIFAR10 = TorchRecipe(
     architecture="lenet5",

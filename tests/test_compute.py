@@ -61,20 +61,6 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.fixture
-def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts TorchRecipe.train calls (their seeds), i.e. models actually trained."""
-    calls: list[int] = []
-    original = TorchRecipe.train
-
-    def counting(self, dataset, indices, *, seed, **kwargs):
-        calls.append(seed)
-        return original(self, dataset, indices, seed=seed, **kwargs)
-
-    monkeypatch.setattr(TorchRecipe, "train", counting)
-    return calls
-
-
 def _pool(data: Dataset, cache: ModelCache | None, n_models: int = 4, **kw) -> ReferencePool:
     kw.setdefault("ensemble", "off")
     return ReferencePool(

@@ -477,16 +477,9 @@ def test_unwritable_output_or_cache_exits_2_before_any_training(where, tmp_path)
     assert time.perf_counter() - started < 5.0
 
 
-def test_reseed_retrains_a_reference_on_the_same_records_with_a_new_seed(tmp_path, monkeypatch):
+def test_reseed_retrains_a_reference_on_the_same_records_with_a_new_seed(tmp_path, train_calls):
     data = _tabular(80)
-    calls: list[int] = []
-    original = TorchRecipe.train
-
-    def counting(self, dataset, indices, *, seed, **kwargs):
-        calls.append(seed)
-        return original(self, dataset, indices, seed=seed, **kwargs)
-
-    monkeypatch.setattr(TorchRecipe, "train", counting)
+    calls = train_calls
     cache = ModelCache(tmp_path)
     pool = ReferencePool(_mlp(), data, np.arange(80), n_models=4, cache=cache, ensemble="off")
     models = pool.train()

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from miaudit.errors import raise_if_problems
+from miaudit.signals.evidence import Evidence
 from miaudit.signals.observations import Observations
 
 __all__ = ["ReferenceCoverageWarning"]
@@ -48,6 +49,35 @@ def check_references(
             "model trained on which record"
         )
     return not problems
+
+
+def raise_param_problems(estimator: BaseEstimator) -> None:
+    """``check_params`` of the reference attacks: their ``_check_params`` problems, raised
+    once, before any reference model is trained."""
+    problems: list[str] = []
+    estimator._check_params(problems)
+    raise_if_problems(type(estimator).__name__, problems)
+
+
+def fit_inputs(
+    estimator: BaseEstimator,
+    references: Observations | Evidence,
+    population_references: Observations | None,
+    population_target: Observations | None,
+) -> tuple[Observations, Observations | None, Observations | None]:
+    """What ``fit`` works on: the reference evidence of an audit (the protocol's
+    ``fit(evidence)``), or the observations a caller passed directly."""
+    if isinstance(references, Evidence):
+        refs = references.require_references(type(estimator).__name__)
+        return refs.audited_references, refs.population_references, refs.population_target
+    return references, population_references, population_target
+
+
+def score_input(estimator: BaseEstimator, target: Observations | Evidence) -> Observations:
+    """What ``score`` works on: the target's answers in the evidence, or ``target``."""
+    if isinstance(target, Evidence):
+        return target.require_references(type(estimator).__name__).audited_target
+    return target
 
 
 def check_bool(owner: BaseEstimator, param: str, problems: list[str]) -> None:

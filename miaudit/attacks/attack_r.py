@@ -22,8 +22,11 @@ from miaudit.attacks._reference import (
     check_bool,
     check_references,
     check_target,
+    fit_inputs,
     masked_moments,
     pooled_variance,
+    raise_param_problems,
+    score_input,
     squash,
 )
 from miaudit.attacks.protocol import Requirements
@@ -103,9 +106,7 @@ class AttackR(BaseEstimator):
 
     def check_params(self) -> None:
         """Raise, naming each bad parameter, before any reference model is trained."""
-        problems: list[str] = []
-        self._check_params(problems)
-        raise_if_problems(type(self).__name__, problems)
+        raise_param_problems(self)
 
     def _check_params(self, problems: list[str]) -> None:
         check_bool(self, "tie_break", problems)
@@ -124,9 +125,9 @@ class AttackR(BaseEstimator):
 
         Parameters
         ----------
-        references : Observations
-            ``(K, n, a)`` answers of the reference models on the audited records, with
-            ``inclusion`` ``(K, n)``.
+        references : Observations or Evidence
+            The audit's evidence (its reference answers are used), or ``(K, n, a)`` answers of the
+            reference models on the audited records, with ``inclusion`` ``(K, n)``.
         population_references, population_target : Observations, optional
             Accepted for a uniform interface with :class:`RMIA`; not used.
 
@@ -134,13 +135,9 @@ class AttackR(BaseEstimator):
         -------
         self
         """
-        if isinstance(references, Evidence):  # the audit protocol: fit(evidence)
-            refs = references.require_references(type(self).__name__)
-            return self.fit(
-                refs.audited_references,
-                population_references=refs.population_references,
-                population_target=refs.population_target,
-            )
+        references, population_references, population_target = fit_inputs(
+            self, references, population_references, population_target
+        )
         problems: list[str] = []
         self._check_params(problems)
         if (
@@ -190,8 +187,9 @@ class AttackR(BaseEstimator):
 
         Parameters
         ----------
-        target : Observations
-            ``(1, n, a)`` answers of the target on the records given to ``fit``, in order.
+        target : Observations or Evidence
+            The audit's evidence (the target's answers in it), or ``(1, n, a)`` answers of the
+            target on the records given to ``fit``, in order.
 
         Returns
         -------
@@ -199,8 +197,7 @@ class AttackR(BaseEstimator):
             Share of OUT reference losses ≥ the target's loss, in [0, 1], plus (with
             ``tie_break``) a secondary key below ``tie_epsilon_``.
         """
-        if isinstance(target, Evidence):  # the audit protocol: score(evidence)
-            target = target.require_references(type(self).__name__).audited_target
+        target = score_input(self, target)
         check_is_fitted(self, "out_losses_")
         loss = -check_target(self, target).log_confidence[0].mean(axis=1)  # (n,)
         at_or_above = np.count_nonzero(self.out_losses_ >= loss[None, :], axis=0)

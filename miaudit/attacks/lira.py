@@ -24,8 +24,11 @@ from miaudit.attacks._reference import (
     check_bool,
     check_references,
     check_target,
+    fit_inputs,
     masked_moments,
     pooled_variance,
+    raise_param_problems,
+    score_input,
 )
 from miaudit.attacks.protocol import Requirements
 from miaudit.errors import raise_if_problems
@@ -116,9 +119,7 @@ class LiRA(BaseEstimator):
 
     def check_params(self) -> None:
         """Raise, naming each bad parameter, before any reference model is trained."""
-        problems: list[str] = []
-        self._check_params(problems)
-        raise_if_problems(type(self).__name__, problems)
+        raise_param_problems(self)
 
     def _check_params(self, problems: list[str]) -> None:
         check_bool(self, "online", problems)
@@ -140,9 +141,9 @@ class LiRA(BaseEstimator):
 
         Parameters
         ----------
-        references : Observations
-            ``(K, n, a)`` answers of the ``K`` reference models on the audited records, with
-            ``inclusion`` ``(K, n)``.
+        references : Observations or Evidence
+            The audit's evidence (its reference answers are used), or ``(K, n, a)`` answers of the
+            ``K`` reference models on the audited records, with ``inclusion`` ``(K, n)``.
         population_references, population_target : Observations, optional
             Accepted for a uniform interface with :class:`RMIA`; LiRA does not use them.
 
@@ -150,13 +151,9 @@ class LiRA(BaseEstimator):
         -------
         self
         """
-        if isinstance(references, Evidence):  # the audit protocol: fit(evidence)
-            refs = references.require_references(type(self).__name__)
-            return self.fit(
-                refs.audited_references,
-                population_references=refs.population_references,
-                population_target=refs.population_target,
-            )
+        references, population_references, population_target = fit_inputs(
+            self, references, population_references, population_target
+        )
         problems: list[str] = []
         self._check_params(problems)
         if check_references("references", references, problems):
@@ -245,9 +242,10 @@ class LiRA(BaseEstimator):
 
         Parameters
         ----------
-        target : Observations
-            ``(1, n, a)`` answers of the target model on the records given to ``fit``, in
-            the same order and under the same ``a`` queries.
+        target : Observations or Evidence
+            The audit's evidence (the target's answers in it), or ``(1, n, a)`` answers of the
+            target model on the records given to ``fit``, in the same order and under the same ``a``
+            queries.
 
         Returns
         -------
@@ -255,8 +253,7 @@ class LiRA(BaseEstimator):
             Online: the log-likelihood ratio IN vs OUT. Offline: the log one-sided
             probability under OUT. Finite for finite inputs.
         """
-        if isinstance(target, Evidence):  # the audit protocol: score(evidence)
-            target = target.require_references(type(self).__name__).audited_target
+        target = score_input(self, target)
         check_is_fitted(self, "mu_out_")
         phi = check_target(self, target).scaled_logit[0]
         z_out = (phi - self.mu_out_) / self.sigma_out_

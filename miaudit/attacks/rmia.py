@@ -29,8 +29,11 @@ from miaudit.attacks._reference import (
     check_bool,
     check_references,
     check_target,
+    fit_inputs,
     log_query_mean,
     masked_log_mean,
+    raise_param_problems,
+    score_input,
     squash,
 )
 from miaudit.attacks.protocol import Requirements
@@ -162,9 +165,7 @@ class RMIA(BaseEstimator):
 
     def check_params(self) -> None:
         """Raise, naming each bad parameter, before any reference model is trained."""
-        problems: list[str] = []
-        self._check_params(problems)
-        raise_if_problems(type(self).__name__, problems)
+        raise_param_problems(self)
 
     def default_label(self) -> str:
         return f"rmia_{'online' if self.online else 'offline'}"
@@ -258,9 +259,9 @@ class RMIA(BaseEstimator):
 
         Parameters
         ----------
-        references : Observations
-            ``(K, n, a)`` answers of the reference models on the audited records, with
-            ``inclusion`` ``(K, n)``.
+        references : Observations or Evidence
+            The audit's evidence (its reference answers are used), or ``(K, n, a)`` answers of the
+            reference models on the audited records, with ``inclusion`` ``(K, n)``.
         population_references : Observations
             ``(K, Z, a)`` answers of the same ``K`` reference models on population records
             z. ``inclusion`` is optional; when None, no reference model is taken to have
@@ -272,13 +273,9 @@ class RMIA(BaseEstimator):
         -------
         self
         """
-        if isinstance(references, Evidence):  # the audit protocol: fit(evidence)
-            refs = references.require_references(type(self).__name__)
-            return self.fit(
-                refs.audited_references,
-                population_references=refs.population_references,
-                population_target=refs.population_target,
-            )
+        references, population_references, population_target = fit_inputs(
+            self, references, population_references, population_target
+        )
         problems: list[str] = []
         self._check_params(problems)
         self._check_data(references, population_references, population_target, problems)
@@ -334,8 +331,9 @@ class RMIA(BaseEstimator):
 
         Parameters
         ----------
-        target : Observations
-            ``(1, n, a)`` answers of the target on the records given to ``fit``, in order.
+        target : Observations or Evidence
+            The audit's evidence (the target's answers in it), or ``(1, n, a)`` answers of the
+            target on the records given to ``fit``, in order.
 
         Returns
         -------
@@ -343,8 +341,7 @@ class RMIA(BaseEstimator):
             The fraction of population records x dominates, in [0, 1], plus (with
             ``tie_break``) a secondary key below ``tie_epsilon_``.
         """
-        if isinstance(target, Evidence):  # the audit protocol: score(evidence)
-            target = target.require_references(type(self).__name__).audited_target
+        target = score_input(self, target)
         check_is_fitted(self, "sorted_log_ratio_z_")
         lp_target = log_query_mean(check_target(self, target).log_confidence)[0]
         log_ratio_x = lp_target - self.log_pr_x_
