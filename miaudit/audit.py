@@ -32,8 +32,10 @@ from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.evaluation.results import AttackEvaluation, AuditResult
 from miaudit.evaluation.settings import EvaluationSettings
 from miaudit.references import (
+    DesignSizes,
     ReferenceDesign,
     ReferenceSetup,
+    check_population,
     gather_reference_evidence,
     plan_references,
     query_set,
@@ -108,16 +110,8 @@ def plan_audit(
         assert references is not None
         resolve_queries(references.queries, dataset, references.recipe)  # fails now
         design = plan_references(split, references)
-        lacking = [
-            s.label for s in specs if s.requirements.references and s.requirements.population
-        ]
-        if lacking and design.population.size == 0:
-            raise InvalidAuditInput(
-                f"attacks {lacking} compare audited records with population records, but "
-                f"no population record is left (split.population holds "
-                f"{split.population.size}, {design.top_up.size} of them top the references' "
-                "training sets up): give split.population records the target never saw"
-            )
+        sizes = DesignSizes(design.train_size, design.top_up.size, design.population.size)
+        check_population(specs, sizes, split.population.size)
     shadows = [s.label for s in specs if s.requirements.shadows and s.requirements.population]
     if shadows and split.population.size == 0:
         raise InvalidAuditInput(

@@ -5,8 +5,11 @@ A configuration error must end the run within seconds of its start, whatever the
 is importable without PyTorch: the attack registry builds and checks every attack entry
 (names, parameters, labels), their declared requirements meet the target's access level
 and the recipes the file gives, and the schema has already built the evaluation settings.
-The checks that need the data (population sizes, query sets, the architecture against the
-records' shape) follow in :func:`miaudit.audit.plan_audit`, still before any training.
+When the file gives every size of the split (members, non-members and population), the
+reference design is checked here too (a population too small for RMIA or for references
+of the target's size). The checks that need the data (the population when it is "all the
+rest", query sets, the architecture against the records' shape) follow in
+:func:`miaudit.audit.plan_audit`, still before any training.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from miaudit.attacks.registry import build_attacks, check_requirements, default_attacks
 from miaudit.config import AuditConfig
+from miaudit.references import check_population, design_sizes
 from miaudit.targets.adapters import AccessLevel
 from miaudit.validation import check_writable_dir
 
@@ -46,5 +50,18 @@ def preflight(config: AuditConfig) -> None:
         or (config.references is not None and config.references.recipe is not None)
     )
     check_requirements(specs, access, has_recipe=has_recipe)
+    split = config.split
+    n_refs = [s for s in specs if s.requirements.references]
+    if n_refs and has_recipe and split.indices_file is None and split.population is not None:
+        # The split's sizes are all in the file: the reference design can be checked now.
+        references = config.references
+        sizes = design_sizes(
+            split.members,
+            split.nonmembers,
+            split.population,
+            train_size=None if references is None else references.train_size,
+            population_size=None if references is None else references.population_size,
+        )
+        check_population(specs, sizes, split.population)
     if config.references is not None and config.references.cache_dir is not None:
         check_writable_dir(config.references.cache_dir, "references.cache_dir")

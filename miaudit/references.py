@@ -179,6 +179,52 @@ class ReferenceDesign:
         return found
 
 
+@dataclass(frozen=True)
+class DesignSizes:
+    """How many records each part of the reference design gets (:func:`design_sizes`)."""
+
+    train_size: int
+    n_top_up: int
+    n_compared: int
+
+
+def design_sizes(
+    n_members: int,
+    n_nonmembers: int,
+    n_population: int,
+    *,
+    train_size: int | None = None,
+    population_size: int | None = None,
+) -> DesignSizes:
+    """The sizes of the reference design from the split's sizes alone (no data needed),
+    so that an audit file's sizes can be checked before its data set is loaded.
+
+    Each reference trains on ``train_size`` records (default ``n_members``): half of the
+    audited records plus ``need`` from the population. Twice ``need`` are set aside for
+    top-up when the population allows (for variety between references), at least
+    ``need``; RMIA compares with the rest, at most ``population_size`` (10,000).
+
+    Raises
+    ------
+    InvalidAuditInput
+        When the population is too small to top the training sets up to ``train_size``.
+    """
+    n_audited = n_members + n_nonmembers
+    size = int(train_size or n_members)
+    need = max(0, size - n_audited // 2)
+    if need > n_population:
+        raise InvalidAuditInput(
+            f"references.train_size: each reference must train on {size} records (the "
+            f"target's {n_members} members unless train_size says otherwise), but half of "
+            f"the {n_audited} audited records give {n_audited // 2} and the population "
+            f"(split.population) holds only {n_population} more; give a population of at "
+            f"least {need} records or a smaller train_size"
+        )
+    reserve = 0 if need == 0 else max(need, min(2 * need, n_population - need))
+    limit = population_size or DEFAULT_POPULATION_SIZE
+    return DesignSizes(size, reserve, min(n_population - reserve, limit))
+
+
 def plan_references(split: AuditSplit, setup: ReferenceSetup) -> ReferenceDesign:
     """The reference design of an audit, computed (and checked) before any training.
 
@@ -187,33 +233,38 @@ def plan_references(split: AuditSplit, setup: ReferenceSetup) -> ReferenceDesign
     InvalidAuditInput
         When the population is too small to top the training sets up to ``train_size``.
     """
-    audited = split.audited
-    train_size = setup.train_size or int(split.members.size)
-    need = max(0, train_size - audited.size // 2)
-    population = split.population
-    if need > population.size:
-        raise InvalidAuditInput(
-            f"references.train_size: each reference must train on {train_size} records (the "
-            f"target's {split.members.size} members unless train_size says otherwise), but "
-            f"half of the {audited.size} audited records give {audited.size // 2} and the "
-            f"population (split.population) holds only {population.size} more; give a "
-            f"population of at least {need} records or a smaller train_size"
-        )
-    # A seeded order of the population, its own stream (never the pool's): the first
-    # records top training sets up (twice what one model needs, for variety, when the
-    # population allows), the rest are RMIA's z, at most population_size of them.
-    order = np.random.default_rng(np.random.SeedSequence(setup.seed, spawn_key=(7,))).permutation(
-        population
+    sizes = design_sizes(
+        split.members.size,
+        split.nonmembers.size,
+        split.population.size,
+        train_size=setup.train_size,
+        population_size=setup.population_size,
     )
-    reserve = 0 if need == 0 else max(need, min(2 * need, population.size - need))
-    limit = setup.population_size or DEFAULT_POPULATION_SIZE
+    # A seeded order of the population, its own stream (never the pool's): the first
+    # records top training sets up, the rest are RMIA's z.
+    stream = np.random.default_rng(np.random.SeedSequence(setup.seed, spawn_key=(7,)))
+    order = stream.permutation(split.population)
+    reserve = sizes.n_top_up
     return ReferenceDesign(
-        audited=audited,
+        audited=split.audited,
         top_up=np.sort(order[:reserve]),
-        population=np.sort(order[reserve:][:limit]),
-        train_size=int(train_size),
+        population=np.sort(order[reserve : reserve + sizes.n_compared]),
+        train_size=sizes.train_size,
         n_target_train=int(split.members.size),
     )
+
+
+def check_population(specs: list, sizes: DesignSizes, n_population: int) -> None:
+    """Refuse reference attacks that compare with population records (RMIA) when none is
+    left for them."""
+    lacking = [s.label for s in specs if s.requirements.references and s.requirements.population]
+    if lacking and sizes.n_compared == 0:
+        raise InvalidAuditInput(
+            f"attacks {lacking} compare audited records with population records, but no "
+            f"population record is left (split.population holds {n_population}, "
+            f"{sizes.n_top_up} of them top the references' training sets up): give "
+            "split.population records the target never saw"
+        )
 
 
 @dataclass(frozen=True, eq=False)

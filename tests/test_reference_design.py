@@ -525,3 +525,37 @@ def test_api_misuse_is_a_clear_error_at_the_boundary(digits_audit):
         run_audit(target, data.x, split, attacks=["loss"])
     with pytest.raises(InvalidAuditInput, match="target must be a target adapter"):
         run_audit(target.module, data, split, attacks=["loss"])
+
+
+@pytest.mark.parametrize(
+    ("references", "population", "message"),
+    [
+        (None, 0, "no population record is left"),
+        ({"train_size": 9000}, 1000, "references.train_size"),
+    ],
+)
+def test_reference_design_errors_come_before_a_large_data_set_is_loaded(
+    references, population, message, tmp_path
+):
+    # CIFAR-10 takes about 10 s to decompress: with every split size in the file, the
+    # design is checked first (and the test needs no data files at all).
+    config = {
+        "dataset": "cifar10",
+        "split": {"members": 5000, "nonmembers": 5000, "population": population},
+        "target": {"recipe": {"architecture": "lenet5", "training": {"epochs": 40}}},
+        "attacks": ["loss", "rmia"],
+    }
+    if references:
+        config["references"] = references
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    started = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-m", "miaudit.cli", "audit", str(path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert message in run.stderr
+    assert time.perf_counter() - started < 5.0
