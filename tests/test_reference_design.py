@@ -559,3 +559,35 @@ def test_reference_design_errors_come_before_a_large_data_set_is_loaded(
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert message in run.stderr
     assert time.perf_counter() - started < 5.0
+
+
+def test_shadow_models_are_pool_models_in_the_reference_cache(tmp_path):
+    from miaudit.attacks import ShadowModelAttack
+
+    data = _tabular(120)
+    cache = ModelCache(tmp_path)
+    attacker = np.arange(120)
+    shadow = ShadowModelAttack(n_shadow=3, attack_model="lr", min_class_records=2)
+    shadow.fit(data, attacker, recipe=_mlp(), cache=cache)
+    # The same records and seeds through a reference pool: every model is a cache hit,
+    # and each is what recipe.train makes of its records and seed.
+    pool = ReferencePool(
+        _mlp(),
+        data,
+        attacker,
+        n_models=3,
+        cache=cache,
+        training_sets=shadow.shadow_in_,
+        seeds=shadow.shadow_seeds_.tolist(),
+        ensemble="off",
+    )
+    models = pool.train()
+    assert all(pool.model_info(k)["from_cache"] for k in range(3))
+    for k in range(3):
+        assert np.array_equal(pool.training_indices(k), shadow.shadow_in_[k])
+        assert pool.model_seed(k) == shadow.shadow_seeds_[k]
+    replay = _mlp().train(data, shadow.shadow_in_[0], seed=int(shadow.shadow_seeds_[0]))
+    out = replay.model(torch.from_numpy(data.x[:5]))
+    np.testing.assert_allclose(
+        models[0].model(torch.from_numpy(data.x[:5])).detach(), out.detach(), atol=1e-5
+    )

@@ -22,7 +22,6 @@ When the attacker owns no data like the target's, :mod:`miaudit.data.synthesis` 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -254,10 +253,12 @@ class ShadowModelAttack(BaseEstimator):
 
     Notes
     -----
-    Shadow models are trained by ``recipe.train(dataset, in, seed=s, eval_indices=out)``
-    and, when a :class:`~miaudit.compute.cache.ModelCache` is given, stored under
-    ``cache_key(recipe, data, in, s)``, so a rerun (or a larger ``n_shadow``: shadow ``i``
-    depends on ``seed`` and ``i`` only, unless ``disjoint``) trains none twice.
+    Shadow models are models of a :class:`~miaudit.compute.ReferencePool` on the attacker's
+    records (``training_sets`` = each shadow's "in" sample, with its seed): the training
+    path of the reference models (``recipe.train``, or the batched ensemble for small
+    MLPs) and, when a :class:`~miaudit.compute.cache.ModelCache` is given, the same cache
+    under ``cache_key(recipe, data, in, s)``, so a rerun (or a larger ``n_shadow``: shadow
+    ``i`` depends on ``seed`` and ``i`` only, unless ``disjoint``) trains none twice.
     """
 
     family: ClassVar[str] = "shadow"
@@ -470,7 +471,7 @@ class ShadowModelAttack(BaseEstimator):
             self.fit(data, indices, recipe=evidence.recipe, cache=evidence.cache)
             self.shadow_data_info_ = info
             return self
-        from miaudit.compute.cache import cache_key, data_fingerprint
+        from miaudit.compute.pool import ReferencePool
         from miaudit.models.recipes import Recipe, check_indices
 
         problems: list[str] = []
@@ -511,29 +512,41 @@ class ShadowModelAttack(BaseEstimator):
             ],
             dtype=np.int64,
         )
-        recipe_fp = chosen.fingerprint() if cache is not None else ""
-        data_fp = data_fingerprint(dataset) if cache is not None else ""
+        # The shadow models are pool models on the attacker's records: one training path
+        # (recipe.train, or the batched ensemble for small MLPs) and one cache with the
+        # reference models, under the same keys (recipe, data, training records, seed).
+        shadow_pool = ReferencePool(
+            chosen,
+            dataset,
+            pool,
+            n_models=n_shadow,
+            seed=int(self.seed),
+            cache=cache,
+            training_sets=[inside for inside, _ in splits],
+            seeds=[int(s) for s in seeds],
+        )
 
+        def report(done: int, total: int, info: dict) -> None:
+            if progress is not None:
+                progress(
+                    done,
+                    total,
+                    {
+                        "shadow": info["model"],
+                        "cached": info["from_cache"],
+                        "train_accuracy": info["train_accuracy"],
+                        "test_accuracy": info["test_accuracy"],
+                        "seconds": info["seconds"],
+                    },
+                )
+
+        shadows = shadow_pool.train(progress=report)
+        n_cached = sum(bool(shadow_pool.model_info(k)["from_cache"]) for k in range(n_shadow))
         probas, labels, member = [], [], []
         train_acc = np.zeros(n_shadow)
         test_acc = np.zeros(n_shadow)
-        n_cached = 0
-        for k, (inside, outside) in enumerate(splits):  # one iteration per shadow model
-            start = time.perf_counter()
-            trained = None
-            key = None
-            if cache is not None:
-                key = cache_key(recipe_fp, data_fp, inside, int(seeds[k]))
-                hit = cache.get(key)
-                if hit is not None:
-                    trained = hit.trained
-            was_cached = trained is not None
-            n_cached += was_cached
-            if trained is None:
-                trained = chosen.train(dataset, inside, seed=int(seeds[k]), eval_indices=outside)
-                if cache is not None:
-                    cache.put(key, trained, chosen, dataset)
-            model = as_target(trained.model, n_classes=n_classes)
+        for k, (inside, outside) in enumerate(splits):  # answers of each shadow model
+            model = as_target(shadows[k].model, n_classes=n_classes)
             both = np.concatenate([inside, outside])
             proba = np.asarray(model.predict_proba(dataset.x[both]), dtype=np.float64)
             y = dataset.y[both]
@@ -544,18 +557,6 @@ class ShadowModelAttack(BaseEstimator):
             probas.append(proba)
             labels.append(y)
             member.append(is_in)
-            if progress is not None:
-                progress(
-                    k + 1,
-                    n_shadow,
-                    {
-                        "shadow": k,
-                        "cached": was_cached,
-                        "train_accuracy": float(train_acc[k]),
-                        "test_accuracy": float(test_acc[k]),
-                        "seconds": time.perf_counter() - start,
-                    },
-                )
             log.debug(
                 "shadow %d/%d: train acc %.3f, test acc %.3f",
                 k + 1,

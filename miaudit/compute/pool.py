@@ -337,6 +337,11 @@ class ReferencePool:
     train_size : int, optional
         Records every model trains on (the target's training-set size). Default: half of
         the balanced records (half of the candidates without ``balanced``).
+    training_sets, seeds : sequences, optional
+        Explicit training records (each a subset of the candidates) and training seeds of
+        the ``n_models`` models, for designs drawn elsewhere: the shadow models of Shokri
+        et al. are trained, cached and batched through a pool this way, so that shadow and
+        reference models share one training path and one cache.
     ensemble : {"auto", "off", "on"}
         Train eligible models (MLPs without dropout, see
         :func:`~miaudit.compute.ensemble.ensemble_ineligibility`) as batched ensembles of
@@ -371,6 +376,8 @@ class ReferencePool:
         train_fraction: float = 0.5,
         balanced: np.ndarray | None = None,
         train_size: int | None = None,
+        training_sets: Sequence[np.ndarray] | None = None,
+        seeds: Sequence[int] | None = None,
         ensemble: str = "auto",
         eval_sample: int = EVAL_SAMPLE,
     ) -> None:
@@ -396,6 +403,19 @@ class ReferencePool:
         cand = check_indices(candidates, dataset.n_records, "candidates")
         if cand.size < 2:
             raise InvalidAuditInput("ReferencePool: candidates must hold at least 2 records")
+        explicit = None
+        if training_sets is not None:
+            explicit = [check_indices(t, dataset.n_records, "training_sets") for t in training_sets]
+            if len(explicit) != n_models or seeds is None or len(seeds) != n_models:
+                problems.append(
+                    f"training_sets and seeds must each hold n_models = {n_models} entries"
+                )
+            elif any(not is_int(x) or x < 0 for x in seeds):
+                problems.append("seeds must be non-negative ints")
+            elif any(np.setdiff1d(t, cand).size for t in explicit):
+                problems.append("training_sets: every training record must be a candidate")
+            if balanced is not None or train_size is not None:
+                problems.append("training_sets exclude balanced and train_size")
         core = None
         if balanced is not None:
             core = np.sort(check_indices(balanced, dataset.n_records, "balanced"))
@@ -425,6 +445,8 @@ class ReferencePool:
         self.train_fraction = float(train_fraction)
         self.balanced = core
         self.train_size = None if train_size is None else int(train_size)
+        self._explicit = explicit
+        self._explicit_seeds = None if explicit is None else [int(x) for x in seeds]
         self.ensemble = ensemble
         self.eval_sample = int(eval_sample)
 
@@ -440,6 +462,10 @@ class ReferencePool:
     def _draw_inclusion(self) -> np.ndarray:
         n = self._sorted.size
         inc = np.zeros((self.n_models, n), dtype=bool)
+        if self._explicit is not None:
+            for k, records in enumerate(self._explicit):
+                inc[k, np.searchsorted(self._sorted, records)] = True
+            return inc
         if self.balanced is not None or self.train_size is not None:
             return self._draw_sized_inclusion(inc)
         if self.train_fraction == 0.5:
@@ -504,6 +530,8 @@ class ReferencePool:
         the attempt when :meth:`reseed` replaced it."""
         k = self._check_model(k)
         attempt = self._attempts.get(k, 0)
+        if self._explicit_seeds is not None and attempt == 0:
+            return self._explicit_seeds[k]
         key = (_TRAIN_SEED, k) if attempt == 0 else (_TRAIN_SEED, k, attempt)
         ss = np.random.SeedSequence(self.seed, spawn_key=key)
         return int(ss.generate_state(1, dtype=np.uint32)[0])
@@ -559,7 +587,8 @@ class ReferencePool:
     def partner(self, k: int) -> int | None:
         """The model trained on the complement of model ``k``'s half, if in the pool."""
         k = self._check_model(k)
-        if self.train_fraction != 0.5 or self.balanced is not None or self.train_size is not None:
+        sized = self.balanced is not None or self.train_size is not None
+        if self.train_fraction != 0.5 or sized or self._explicit is not None:
             return None
         other = k ^ 1
         return other if other < self.n_models else None
