@@ -100,11 +100,11 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
         raise InvalidAuditInput(
             f"{args.config}: no output folder; give --out DIR or an 'output:' field"
         )
-    from miaudit.preflight import preflight
     from miaudit.validation import check_writable_dir
 
-    check_writable_dir(out, "--out")  # a report that cannot be written fails now
-    preflight(config)  # before PyTorch is imported or any data is loaded
+    # A report that cannot be written fails now; run_config's preflight then checks the
+    # attacks and settings before PyTorch is imported or any data is loaded.
+    check_writable_dir(out, "--out")
     return _execute(config, out, console, data_dir=args.data_dir, trust_pickle=args.trust_pickle)
 
 
