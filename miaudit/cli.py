@@ -75,7 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidAuditInput as error:
         if args.debug:
             raise
-        errors.print(_styled("error: ", "bold red", str(error)), highlight=False, soft_wrap=True)
+        from miaudit.config import capped
+
+        message = capped(str(error))
+        errors.print(_styled("error: ", "bold red", message), highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         errors.print("interrupted; no report was written")

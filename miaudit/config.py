@@ -42,11 +42,11 @@ class SplitSection(_Section):
     """Either sizes of a seeded split, or a ``.npz`` of record indices (``members``,
     ``nonmembers`` and optionally ``population``) for a model trained elsewhere."""
 
-    members: int | None = Field(default=None, gt=0)
-    nonmembers: int | None = Field(default=None, gt=0)
-    population: int | None = Field(default=None, ge=0)
-    seed: int = 0
-    stratify: bool = True
+    members: StrictInt | None = Field(default=None, gt=0)
+    nonmembers: StrictInt | None = Field(default=None, gt=0)
+    population: StrictInt | None = Field(default=None, ge=0)
+    seed: StrictInt = 0
+    stratify: StrictBool = True
     indices_file: Path | None = None
 
     @model_validator(mode="after")
@@ -64,7 +64,7 @@ class RecipeSection(_Section):
     architecture: str
     params: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    seed: StrictInt = 0
 
 
 class SklearnSection(_Section):
@@ -72,7 +72,7 @@ class SklearnSection(_Section):
 
     estimator: str
     params: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    seed: StrictInt = 0
 
 
 class TargetSection(_Section):
@@ -123,11 +123,11 @@ class ReferencesSection(_Section):
     recipe: RecipeSection | None = None
     queries: Literal["auto", "none", "flips", "flips_and_shifts"] = "auto"
     cache_dir: Path | None = None
-    seed: int = 0
-    population_size: int | None = Field(default=None, gt=0)
-    train_size: int | None = Field(default=None, gt=0)
+    seed: StrictInt = 0
+    population_size: StrictInt | None = Field(default=None, gt=0)
+    train_size: StrictInt | None = Field(default=None, gt=0)
     calibrate: StrictBool | list[StrictInt] = False
-    reseed: int = Field(default=0, ge=0)
+    reseed: StrictInt = Field(default=0, ge=0)
 
     def setup(self, recipe: Any):
         """The :class:`~miaudit.references.ReferenceSetup` this section describes, with
@@ -191,7 +191,9 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
-        suffix = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        shown = repr(got)
+        shown = shown if len(shown) <= 200 else shown[:200] + " …"
+        suffix = "" if isinstance(got, (dict, list)) or got is None else f" (got {shown})"
         lines.append(f"{where}: {message}{suffix}")
     return f"{source}: " + "; ".join(lines)
 
@@ -206,10 +208,47 @@ def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = N
     try:
         config = AuditConfig.model_validate(data)
     except ValidationError as error:
-        raise InvalidAuditInput(_format_validation_error(error, source)) from None
+        raise InvalidAuditInput(capped(_format_validation_error(error, source))) from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     return config
+
+
+#: Longest error message a malformed file produces: a hostile file must not flood the
+#: terminal (an alias bomb of 469 bytes used to print 8 MB).
+MAX_MESSAGE = 2000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as an audit file needs it: safe types only, no aliases (``&a`` / ``*a``, whose
+    expansion a small file can make exponential), and no duplicate keys (the second
+    ``dataset:`` would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in an audit file", mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def capped(message: str) -> str:
+    """``message``, cut to :data:`MAX_MESSAGE` characters with a count of the rest."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE] + f" … ({len(message) - MAX_MESSAGE} more characters)"
 
 
 def load_config(path: str | Path) -> AuditConfig:
@@ -218,11 +257,12 @@ def load_config(path: str | Path) -> AuditConfig:
     if not path.is_file():
         raise DataNotFoundError(f"audit file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InvalidAuditInput(f"{path}: not valid YAML{where}: {error}") from None
+        problem = getattr(error, "problem", None) or str(error)
+        raise InvalidAuditInput(capped(f"{path}: not valid YAML{where}: {problem}")) from None
     except UnicodeDecodeError:
         raise InvalidAuditInput(f"{path}: not a UTF-8 text file") from None
     return parse_config(data, source=str(path), base_dir=path.parent)

@@ -591,3 +591,50 @@ def test_shadow_models_are_pool_models_in_the_reference_cache(tmp_path):
     np.testing.assert_allclose(
         models[0].model(torch.from_numpy(data.x[:5])).detach(), out.detach(), atol=1e-5
     )
+
+
+STRICT_YAML = {
+    "duplicate key": (
+        "dataset: digits\ndataset: location\nsplit: {members: 10, nonmembers: 10}\n"
+        "target: {recipe: {architecture: mlp}}\n",
+        "line 2, column 1: duplicate key 'dataset'",
+    ),
+    "boolean count": (
+        "dataset: digits\nsplit: {members: true, nonmembers: 10}\n"
+        "target: {recipe: {architecture: mlp}}\n",
+        "split.members: Input should be a valid integer",
+    ),
+    "alias bomb": (
+        'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n'
+        + "".join(
+            f"{q}: &{q} [{', '.join(['*' + p] * 9)}]\n"
+            for p, q in zip("abcdefgh", "bcdefghi", strict=True)
+        )
+        + "dataset: *i\n",
+        "aliases (*name) are not allowed",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRICT_YAML))
+def test_yaml_is_read_strictly_with_short_messages(name, tmp_path):
+    text, message = STRICT_YAML[name]
+    path = tmp_path / "audit.yaml"
+    path.write_text(text)
+    run = subprocess.run(
+        [sys.executable, "-m", "miaudit.cli", "audit", str(path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert message in run.stderr
+    assert len(run.stderr) < 2500  # capped: a hostile file cannot flood the terminal
+
+
+def test_long_messages_are_capped():
+    from miaudit.config import MAX_MESSAGE, capped
+
+    assert capped("x" * 10) == "x" * 10
+    long = capped("y" * (MAX_MESSAGE + 500))
+    assert long.startswith("y" * MAX_MESSAGE) and long.endswith("(500 more characters)")
