@@ -32,13 +32,12 @@ from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.evaluation.results import AttackEvaluation, AuditResult
 from miaudit.evaluation.settings import EvaluationSettings
 from miaudit.references import (
-    DesignSizes,
     ReferenceDesign,
     ReferenceSetup,
     check_population,
     gather_reference_evidence,
     plan_references,
-    query_set,
+    reference_queries,
     reference_warnings,
     resolve_queries,
 )
@@ -110,8 +109,7 @@ def plan_audit(
         assert references is not None
         resolve_queries(references.queries, dataset, references.recipe)  # fails now
         design = plan_references(split, references)
-        sizes = DesignSizes(design.train_size, design.top_up.size, design.population.size)
-        check_population(specs, sizes, split.population.size)
+        check_population(specs, design.sizes, split.population.size)
     shadows = [s.label for s in specs if s.requirements.shadows and s.requirements.population]
     if shadows and split.population.size == 0:
         raise InvalidAuditInput(
@@ -140,13 +138,7 @@ def build_evidence(
     queries = None
     if plan.n_references:
         assert references is not None
-        name = "none" if target.queries_by_index else references.queries
-        if target.queries_by_index and references.queries not in ("auto", "none"):
-            raise InvalidAuditInput(
-                "references.queries: precomputed predictions cannot be queried on augmented "
-                "records; use 'none'"
-            )
-        queries = query_set(name, dataset, references.recipe)[1]
+        queries = reference_queries(target, dataset, references)[1]
     signals, target_observations = query_target(target, dataset, audited, queries)
     reference_evidence = None
     if plan.n_references:

@@ -51,8 +51,13 @@ def preflight(config: AuditConfig) -> None:
     )
     check_requirements(specs, access, has_recipe=has_recipe)
     split = config.split
-    n_refs = [s for s in specs if s.requirements.references]
-    if n_refs and has_recipe and split.indices_file is None and split.population is not None:
+    uses_references = any(s.requirements.references for s in specs)
+    if (
+        uses_references
+        and has_recipe
+        and split.indices_file is None
+        and split.population is not None
+    ):
         # The split's sizes are all in the file: the reference design can be checked now.
         references = config.references
         sizes = design_sizes(

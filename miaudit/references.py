@@ -148,6 +148,10 @@ class ReferenceDesign:
     def candidates(self) -> np.ndarray:
         return np.concatenate([self.audited, self.top_up])
 
+    @property
+    def sizes(self) -> DesignSizes:
+        return DesignSizes(self.train_size, int(self.top_up.size), int(self.population.size))
+
     def describe(self) -> dict:
         return {
             "train_size": self.train_size,
@@ -362,6 +366,18 @@ def resolve_queries(name: str, dataset: Dataset, recipe: Any = None) -> str:
     return name
 
 
+def reference_queries(target: Target, dataset: Dataset, setup: ReferenceSetup):
+    """``(name, QuerySet)`` that the target and the references of ``setup`` are asked
+    under: precomputed predictions can only answer on the records themselves."""
+    if target.queries_by_index and setup.queries not in ("auto", "none"):
+        raise InvalidAuditInput(
+            "references.queries: precomputed predictions cannot be queried on augmented "
+            "records; use 'none'"
+        )
+    name = "none" if target.queries_by_index else setup.queries
+    return query_set(name, dataset, setup.recipe)
+
+
 def query_set(name: str, dataset: Dataset, recipe: Any = None):
     """``(resolved name, QuerySet)`` of :func:`resolve_queries`."""
     from miaudit.compute import QuerySet
@@ -464,14 +480,7 @@ def gather_reference_evidence(
     it they are queried here."""
     from miaudit.compute import ReferencePool, observe_models
 
-    if target.queries_by_index and setup.queries not in ("auto", "none"):
-        raise InvalidAuditInput(
-            "references.queries: precomputed predictions cannot be queried on augmented "
-            "records; use 'none'"
-        )
-    query_name, queries = query_set(
-        "none" if target.queries_by_index else setup.queries, dataset, setup.recipe
-    )
+    query_name, queries = reference_queries(target, dataset, setup)
     design = design or plan_references(split, setup)
     audited = design.audited
     if audited_target is None:

@@ -54,11 +54,16 @@ class AttackSpec:
 
     @property
     def requirements(self) -> Requirements:
-        needs = getattr(self.attack, "requirements", None)
-        if isinstance(needs, Requirements):
-            return needs
-        access = getattr(self.attack, "required_access", Requirements().access)
-        return Requirements(access=access)
+        return requirements_of(self.attack)
+
+
+def requirements_of(attack: Any) -> Requirements:
+    """What ``attack`` declares, or, for an estimator that predates the protocol, its
+    ``required_access`` alone."""
+    needs = getattr(attack, "requirements", None)
+    if isinstance(needs, Requirements):
+        return needs
+    return Requirements(access=getattr(attack, "required_access", Requirements().access))
 
 
 def default_attacks(access: AccessLevel) -> list[str]:
@@ -77,7 +82,7 @@ def attack_class(name: str) -> type:
 
 
 def _check_num_references(name: str, attack: Any, params: dict) -> int | None:
-    if not (getattr(attack, "requirements", None) or Requirements()).references:
+    if not requirements_of(attack).references:
         if "num_references" in params:
             raise InvalidAuditInput(f"attack {name!r} uses no reference models (num_references)")
         return None
@@ -143,8 +148,7 @@ def as_attack_spec(entry: Any) -> AttackSpec:
         if hasattr(entry, "check_params"):
             entry.check_params()
         label = getattr(entry, "metric", None) or type(entry).__name__
-        needs = getattr(entry, "requirements", None)
-        refs = DEFAULT_NUM_REFERENCES if needs is not None and needs.references else None
+        refs = DEFAULT_NUM_REFERENCES if requirements_of(entry).references else None
         return AttackSpec(str(label), entry, refs)
     raise InvalidAuditInput(
         f"an attack must be a name, a mapping with 'name', or an object with fit/score; "

@@ -548,34 +548,11 @@ class ReferencePool:
         This is how an audit replaces a reference that a fragile recipe trained unlike the
         target (see :func:`miaudit.references.gather_reference_evidence`).
         """
-        trained = self._check_trained()
-        assert self._info is not None
+        self._check_trained()
         ks = sorted({self._check_model(k) for k in models})
         for k in ks:
             self._attempts[k] = self._attempts.get(k, 0) + 1
-        for n_done, k in enumerate(ks, start=1):
-            key = self.model_key(k) if self.cache is not None else None
-            found = self.cache.get(key) if key is not None else None
-            if found is not None:
-                model, from_cache = found.trained, True
-            else:
-                (model,) = self._train_group([k])
-                if key is not None:
-                    self.cache.put(key, model, self.recipe, self.dataset)
-                from_cache = False
-            trained[k] = model
-            self._info[k] = {
-                **self._info[k],
-                "from_cache": from_cache,
-                "seconds": float(model.seconds),
-                "train_accuracy": model.train_accuracy,
-                "test_accuracy": model.test_accuracy,
-                "seed": model.seed,
-                "key": key,
-                "attempt": self._attempts[k],
-            }
-            if progress is not None:
-                progress(n_done, len(ks), dict(self._info[k]))
+        self._obtain(ks, progress)
 
     def eval_indices(self, k: int) -> np.ndarray:
         """Sorted candidates model ``k`` did not train on, at most ``eval_sample`` of them."""
@@ -638,18 +615,33 @@ class ReferencePool:
         if self.models_ is not None:
             return list(self.models_)
         start = time.perf_counter()
-        total = self.n_models
-        keys = (
-            [self.model_key(k) for k in range(total)] if self.cache is not None else [None] * total
+        self.models_ = [None] * self.n_models  # type: ignore[list-item]
+        self._info = [None] * self.n_models  # type: ignore[list-item]
+        try:
+            n_trained = self._obtain(list(range(self.n_models)), progress)
+        except BaseException:  # interrupted or failed: no half-filled pool stays behind
+            self.models_ = self._info = None
+            raise
+        logger.info(
+            "reference pool: %d models (%d from cache, %d trained) in %.1f s",
+            self.n_models,
+            self.n_models - n_trained,
+            n_trained,
+            time.perf_counter() - start,
         )
-        models: list[TrainedModel | None] = [None] * total
-        info: list[dict | None] = [None] * total
+        return list(self.models_)
+
+    def _obtain(self, ks: list[int], progress: PoolProgress | None) -> int:
+        """Load models ``ks`` from the cache or train them (in ensemble groups where
+        eligible, caching each); fill ``models_`` and the info. Returns how many trained."""
+        assert self.models_ is not None and self._info is not None
+        keys = {k: self.model_key(k) if self.cache is not None else None for k in ks}
         done = 0
 
         def report(k: int, trained: TrainedModel, from_cache: bool, n_trained: int) -> None:
             nonlocal done
-            models[k] = trained
-            info[k] = {
+            self.models_[k] = trained
+            self._info[k] = {
                 "model": k,
                 "from_cache": from_cache,
                 "seconds": float(trained.seconds),
@@ -660,19 +652,20 @@ class ReferencePool:
                 "key": keys[k],
                 "n_to_train": len(missing),
                 "n_trained": n_trained,
+                "attempt": self._attempts.get(k, 0),
             }
             done += 1
             if progress is not None:
-                progress(done, total, dict(info[k]))
+                progress(done, len(ks), dict(self._info[k]))
 
-        missing = list(range(total))
+        missing = list(ks)
         if self.cache is not None:
             hits = {}
-            for k in range(total):
+            for k in ks:
                 found = self.cache.get(keys[k])
                 if found is not None:
                     hits[k] = found.trained
-            missing = [k for k in range(total) if k not in hits]
+            missing = [k for k in ks if k not in hits]
             device = getattr(getattr(self.recipe, "training", None), "device", None)
             for k, trained in hits.items():
                 if device is not None and isinstance(trained.model, nn.Module):
@@ -686,17 +679,7 @@ class ReferencePool:
                     self.cache.put(keys[k], trained, self.recipe, self.dataset)
                 n_trained += 1
                 report(k, trained, False, n_trained)
-
-        logger.info(
-            "reference pool: %d models (%d from cache, %d trained) in %.1f s",
-            total,
-            total - len(missing),
-            len(missing),
-            time.perf_counter() - start,
-        )
-        self.models_ = [m for m in models if m is not None]
-        self._info = [i for i in info if i is not None]
-        return list(self.models_)
+        return n_trained
 
     def _training_groups(self, missing: list[int]) -> list[list[int]]:
         if not self._use_ensemble():
