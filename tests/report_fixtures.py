@@ -56,6 +56,14 @@ def tpr_points(scores: np.ndarray, is_member: np.ndarray, fprs=FPRS) -> dict[flo
     return out
 
 
+def delong_se(scores: np.ndarray, is_member: np.ndarray) -> float:
+    """DeLong's AUC standard error by brute force over all (member, non-member) pairs."""
+    pos, neg = scores[is_member], scores[~is_member]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    var = psi.mean(1).var(ddof=1) / pos.size + psi.mean(0).var(ddof=1) / neg.size
+    return float(np.sqrt(var))
+
+
 def make_attack(
     name: str,
     scores: np.ndarray,
@@ -92,10 +100,13 @@ def make_attack(
             )
         else:
             per_class.append(ClassResult(c, cname, m, nm, None, {}, None, note="one-sided"))
+    se = delong_se(scores, is_member)
     return AttackEvaluation(
         name=name,
         family=family,
         auc=auc,
+        auc_se=se,
+        auc_ci=(max(0.0, auc - 1.96 * se), min(1.0, auc + 1.96 * se)),
         roc_fpr=fpr,
         roc_tpr=tpr,
         tpr_at_fpr=tpr_points(scores, is_member),
@@ -119,6 +130,10 @@ def make_attack(
             threshold=threshold,
             fpr_upper=0.6,
             fnr_upper=0.6,
+            false_positives=fp,
+            nonmembers=int((~truth).sum()),
+            false_negatives=int(truth.sum()) - tp,
+            members=int(truth.sum()),
         ),
         per_class=per_class,
         n_members=int(is_member.sum()),
@@ -201,12 +216,14 @@ def bare_attack(
 ) -> AttackEvaluation:
     """An AttackEvaluation with chosen headline figures and dummy details."""
     tm = ThresholdMetrics(0.0, 10, 10, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0)
-    eps = EpsilonBound(epsilon, 1e-5, 0.95, 0.0, 1.0, 1.0)
+    eps = EpsilonBound(epsilon, 1e-5, 0.95, 0.0, 1.0, 1.0, 5, 10, 5, 10)
     pts = {f: point(tpr_low if f == 0.01 else 0.0, resolvable=resolvable, fpr=f) for f in FPRS}
     return AttackEvaluation(
         name=name,
         family="metric",
         auc=auc,
+        auc_se=0.0,
+        auc_ci=(auc, auc),
         roc_fpr=np.array([0.0, 1.0]),
         roc_tpr=np.array([0.0, 1.0]),
         tpr_at_fpr=pts,

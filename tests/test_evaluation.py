@@ -522,3 +522,117 @@ def test_per_class_precision_recall_at_the_held_out_threshold():
         assert cls.recall == pytest.approx((pred & mem).sum() / mem.sum())
     by_class = {c.class_index: c for c in result.per_class}
     assert by_class[0].precision > by_class[1].precision + 0.1
+
+
+# ------------------------------------------------- AUC interval and the verdict's lower bounds
+
+
+def _pairwise_delong(scores: np.ndarray, is_member: np.ndarray) -> float:
+    pos, neg = scores[is_member], scores[~is_member]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    return float(np.sqrt(psi.mean(1).var(ddof=1) / pos.size + psi.mean(0).var(ddof=1) / neg.size))
+
+
+def test_auc_interval_is_delong_with_ties():
+    from scipy.stats import norm
+
+    from miaudit.evaluation import auc_interval
+
+    rng = np.random.default_rng(11)
+    is_member = rng.random(300) < 0.4
+    scores = np.round(rng.normal(size=300) + 0.5 * is_member, 1)  # many ties
+    auc, low, high = auc_interval(scores, is_member, confidence=0.9)
+    se = _pairwise_delong(scores, is_member)
+    assert auc == pytest.approx(roc_auc_score(is_member, scores), abs=1e-12)
+    assert low == pytest.approx(auc - norm.ppf(0.95) * se, abs=1e-12)
+    assert high == pytest.approx(auc + norm.ppf(0.95) * se, abs=1e-12)
+    result = evaluate_attack("a", "metric", scores, is_member, confidence=0.9)
+    assert result.auc_se == pytest.approx(se, abs=1e-12)
+    assert result.auc_ci == pytest.approx((low, high), abs=1e-12)
+    with pytest.raises(InvalidAuditInput, match="at least 2 members"):
+        auc_interval([0.1, 0.2, 0.3], [1, 0, 0])
+
+
+def test_auc_lower_bound_and_epsilon_at_a_chosen_confidence():
+    from scipy.stats import norm
+
+    from miaudit.evaluation.lower_bounds import auc_lower_bound, epsilon_lower_bound_at
+
+    rng = np.random.default_rng(5)
+    is_member = rng.random(800) < 0.5
+    scores = rng.normal(size=800) + 1.0 * is_member
+    result = evaluate_attack("a", "metric", scores, is_member, confidence=0.95)
+    expected = result.auc - norm.ppf(0.99) * _pairwise_delong(scores, is_member)
+    assert auc_lower_bound(result, 0.99) == pytest.approx(expected, abs=1e-12)
+    # Each error bound at 1 - (1 - c) / 2: at c = 0.9 that is the evaluation's own 0.95.
+    assert epsilon_lower_bound_at(result, 0.9) == pytest.approx(result.epsilon.epsilon)
+    assert 0 < epsilon_lower_bound_at(result, 0.999) < result.epsilon.epsilon
+
+
+def test_tpr_lower_bound_fixes_the_threshold_on_non_members_alone():
+    from miaudit.evaluation.lower_bounds import nonmembers_to_bound_fpr, tpr_lower_bound
+
+    rng = np.random.default_rng(2)
+    n_neg, n_pos = 3000, 700
+    neg, pos = rng.normal(size=n_neg), rng.normal(2.5, 1.0, size=n_pos)
+    scores = np.concatenate([pos, neg])
+    is_member = np.arange(scores.size) < n_pos
+    result = evaluate_attack("a", "metric", scores, is_member)
+    confidence = 0.99
+    side = 1 - (1 - confidence) / 2
+    # By hand: the most false positives whose one-sided CP bound stays within 1%, the
+    # threshold just above the next non-member, the members above it, their CP lower bound.
+    k = max(j for j in range(n_neg) if beta.ppf(side, j + 1, n_neg - j) <= 0.01)
+    cut = np.sort(neg)[::-1][k]
+    tp = int((pos > cut).sum())
+    expected = beta.ppf(1 - side, tp, n_pos - tp + 1)
+    assert tpr_lower_bound(result, 0.01, confidence) == pytest.approx(expected, abs=1e-12)
+    # Too few non-members to bound any threshold's FPR by 1%: no bound, not a guess.
+    need = nonmembers_to_bound_fpr(0.01, side)
+    assert need == math.ceil(math.log(1 - side) / math.log(0.99))
+    few = evaluate_attack("a", "metric", scores[: n_pos + need - 1], is_member[: n_pos + need - 1])
+    assert tpr_lower_bound(few, 0.01, confidence) is None
+
+
+def test_auc_resolution_counts():
+    from miaudit.evaluation.lower_bounds import auc_chance_halfwidth, records_for_auc_halfwidth
+
+    assert auc_chance_halfwidth(50, 50) == pytest.approx(1.959964 * math.sqrt(101 / 30000), 1e-6)
+    n = records_for_auc_halfwidth(0.05)
+    assert auc_chance_halfwidth(n, n) <= 0.05 < auc_chance_halfwidth(n - 1, n - 1)
+
+
+@pytest.mark.parametrize("n_each", [50, 200])
+def test_verdict_false_alarms_stay_within_their_rate_on_null_scores(n_each):
+    # 400 null audits of 6 correlated attacks (the metric attacks read one model's output,
+    # so their scores are strongly correlated). Under the old rule (AUC point >= 0.6, TPR
+    # bound at a threshold chosen on the same records, no correction) 50 + 50 raised
+    # several per cent of false alarms; the bounds' nominal rate is 5% for an audit.
+    from miaudit.report import decide_verdict
+
+    rng = np.random.default_rng(n_each)
+    is_member = np.arange(2 * n_each) < n_each
+    alarms = 0
+    for _ in range(400):
+        base = rng.normal(size=2 * n_each)
+        attacks = [
+            evaluate_attack(
+                f"a{j}", "metric", base + 0.3 * rng.normal(size=base.size), is_member, seed=j
+            )
+            for j in range(6)
+        ]
+        alarms += decide_verdict(attacks)["risk"] != "low"
+    assert alarms <= 4  # 1%; the nominal bound is 20 of 400
+
+
+def test_verdict_flags_a_clear_leak_at_fifty_and_fifty():
+    from miaudit.report import decide_verdict
+
+    rng = np.random.default_rng(1)
+    is_member = np.arange(100) < 50
+    flagged = 0
+    for _ in range(40):
+        scores = rng.normal(size=100) + 1.8 * is_member  # AUC about 0.9
+        attacks = [evaluate_attack(f"a{j}", "metric", scores, is_member) for j in range(6)]
+        flagged += decide_verdict(attacks)["risk"] != "low"
+    assert flagged >= 38

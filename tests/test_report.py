@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from miaudit import __version__
 from miaudit.errors import InvalidAuditInput
+from miaudit.evaluation import lower_bounds
 from miaudit.report import (
     build_report_dict,
     decide_verdict,
@@ -255,60 +256,103 @@ def test_inconsistent_result_lists_every_problem(result):
 # ---------------------------------------------------------------- verdict
 
 
+@pytest.fixture
+def fixed_bounds(monkeypatch):
+    """Set each attack's TPR and ε lower bounds by name; its AUC bound is its AUC (se 0)."""
+    values: dict[tuple[str, str], float | None] = {}
+    monkeypatch.setattr(
+        verdict_mod, "tpr_lower_bound", lambda a, fpr, conf: values.get((a.name, "tpr"), 0.0)
+    )
+    monkeypatch.setattr(
+        verdict_mod, "epsilon_lower_bound_at", lambda a, conf: values.get((a.name, "eps"), 0.0)
+    )
+    return values
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "risk"),
+    ("figure", "value", "risk"),
     [
-        ({"auc": 0.5999}, "low"),
-        ({"auc": 0.60}, "medium"),
-        ({"auc": 0.7499}, "medium"),
-        ({"auc": 0.75}, "high"),
-        ({"tpr_low": 0.0299}, "low"),
-        ({"tpr_low": 0.03}, "medium"),
-        ({"tpr_low": 0.0999}, "medium"),
-        ({"tpr_low": 0.10}, "high"),
-        ({"tpr_low": 0.5, "resolvable": False}, "low"),
-        ({"epsilon": 0.0999}, "low"),
-        ({"epsilon": 0.1}, "medium"),
-        ({"epsilon": 0.999}, "medium"),
-        ({"epsilon": 1.0}, "high"),
-        ({"auc": float("nan"), "epsilon": float("nan")}, "low"),
+        ("auc", 0.5999, "low"),
+        ("auc", 0.60, "medium"),
+        ("auc", 0.7499, "medium"),
+        ("auc", 0.75, "high"),
+        ("tpr", 0.0299, "low"),
+        ("tpr", 0.03, "medium"),
+        ("tpr", 0.0999, "medium"),
+        ("tpr", 0.10, "high"),
+        ("tpr", None, "low"),
+        ("eps", 0.0999, "low"),
+        ("eps", 0.1, "medium"),
+        ("eps", 0.999, "medium"),
+        ("eps", 1.0, "high"),
+        ("auc", float("nan"), "low"),
     ],
 )
-def test_verdict_boundaries(kwargs, risk):
-    verdict = decide_verdict([bare_attack("probe", **kwargs)])
+def test_verdict_boundaries(fixed_bounds, figure, value, risk):
+    if figure == "auc":
+        attack = bare_attack("probe", auc=value)
+    else:
+        attack = bare_attack("probe")
+        fixed_bounds[("probe", figure)] = value
+    verdict = decide_verdict([attack])
     assert verdict["risk"] == risk
     assert verdict["rule"] == verdict_mod.verdict_rule()
     if risk != "low":
         assert "'probe'" in verdict["reason"]
         metric = verdict["triggers"][0]["metric"]
-        words = {"auc": "AUC", "tpr_at_fpr_low": "TPR at 1% FPR", "epsilon": "ε"}[metric]
-        assert words in verdict["reason"]
+        words = {"auc_low": "AUC", "tpr_at_fpr_low": "TPR at 1% FPR", "epsilon_low": "ε"}
+        assert words[metric] in verdict["reason"]
+        assert verdict["triggers"][0]["value"] == pytest.approx(value)
+    if figure == "tpr" and value is None:
+        assert verdict["bounds"][0]["tpr_at_fpr_low"] is None
+        assert any("TPR at 1% FPR was not judged" in note for note in verdict["notes"])
 
 
 def test_verdict_constants_drive_the_rule():
     assert verdict_mod.HIGH_AUC == 0.75 and verdict_mod.MEDIUM_AUC == 0.60
     assert verdict_mod.HIGH_TPR_LOW == 0.10 and verdict_mod.MEDIUM_TPR_LOW == 0.03
     assert verdict_mod.HIGH_EPSILON == 1.0 and verdict_mod.MEDIUM_EPSILON == 0.1
+    assert verdict_mod.FALSE_ALARM_RATE == 0.05
     rule = verdict_mod.verdict_rule()
-    for figure in ("0.75", "0.6", "0.1", "0.03", "1%"):
+    for figure in ("0.75", "0.6", "0.1", "0.03", "1%", "0.05", "Bonferroni", "95%"):
         assert figure in rule
 
 
-def test_verdict_strongest_attack_decides():
+def test_verdict_strongest_attack_decides(fixed_bounds):
+    fixed_bounds[("strong", "eps")] = 2.0
     verdict = decide_verdict(
-        [bare_attack("weak", auc=0.55), bare_attack("strong", epsilon=2.0), bare_attack("mid")]
+        [bare_attack("weak", auc=0.55), bare_attack("strong"), bare_attack("mid")]
     )
     assert verdict["risk"] == "high"
     assert "'strong'" in verdict["reason"] and "'weak'" not in verdict["reason"]
     assert verdict["triggers"] == [
-        {"attack": "strong", "metric": "epsilon", "value": 2.0, "threshold": 1.0, "level": "high"}
+        {
+            "attack": "strong",
+            "metric": "epsilon_low",
+            "value": 2.0,
+            "threshold": 1.0,
+            "level": "high",
+        }
     ]
 
 
-def test_verdict_low_reason_mentions_unresolvable():
-    verdict = decide_verdict([bare_attack("tiny", auc=0.52, resolvable=False)])
-    assert verdict["risk"] == "low"
-    assert "0.52" in verdict["reason"] and "too few non-members" in verdict["reason"]
+def test_verdict_corrects_for_every_attack_of_the_audit():
+    # Bonferroni: each of the 3 figures of each of m attacks is bounded at 1 - 0.05 / (3 m).
+    one = decide_verdict([bare_attack("a")])
+    four = decide_verdict([bare_attack(name) for name in "abcd"])
+    assert one["confidence_per_bound"] == pytest.approx(1 - 0.05 / 3)
+    assert four["confidence_per_bound"] == pytest.approx(1 - 0.05 / 12)
+    assert one["false_alarm_rate"] == four["false_alarm_rate"] == 0.05
+
+
+def test_verdict_of_a_small_audit_says_it_cannot_resolve_auc():
+    verdict = decide_verdict([bare_attack("tiny", auc=0.52)])  # 10 members, 10 non-members
+    assert verdict["risk"] == "low" and verdict["resolved"] is False
+    reason = verdict["reason"]
+    assert "0.52" in reason and "too small to rule leakage out" in reason
+    assert "10 members and 10 non-members" in reason and "±0.05" in reason
+    need = lower_bounds.records_for_auc_halfwidth(0.05)
+    assert f"about {need} members" in reason
 
 
 def test_verdict_without_attacks_refuses():

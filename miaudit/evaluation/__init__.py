@@ -22,6 +22,7 @@ from miaudit.evaluation.results import (
     TprAtFpr,
 )
 from miaudit.evaluation.roc import (
+    auc_interval,
     max_advantage,
     roc_auc,
     roc_curve,
@@ -45,6 +46,7 @@ __all__ = [
     "SmallSliceWarning",
     "ThresholdMetrics",
     "TprAtFpr",
+    "auc_interval",
     "calibration_mask",
     "choose_advantage_threshold",
     "clopper_pearson",

@@ -21,6 +21,8 @@ from miaudit.errors import raise_if_problems
 from miaudit.evaluation.results import AttackEvaluation, ClassResult, TprAtFpr
 from miaudit.evaluation.roc import (
     _auc,
+    _auc_bounds,
+    _auc_se,
     _check_rate,
     _check_scores,
     _max_advantage,
@@ -296,10 +298,11 @@ def evaluate_attack(
     Returns
     -------
     AttackEvaluation
-        AUC, ROC, TPR at each FPR and the maximum advantage use all records; the threshold
-        metrics and epsilon bound use a threshold chosen on the calibration records and are
-        measured on the rest. ``warnings`` lists every caveat, each also raised with
-        :func:`warnings.warn` (:class:`LowFprResolutionWarning`, :class:`SmallSliceWarning`).
+        AUC (with DeLong's standard error and interval), ROC, TPR at each FPR and the
+        maximum advantage use all records; the threshold metrics and epsilon bound use a
+        threshold chosen on the calibration records and are measured on the rest.
+        ``warnings`` lists every caveat, each also raised with :func:`warnings.warn`
+        (:class:`LowFprResolutionWarning`, :class:`SmallSliceWarning`).
 
     Raises
     ------
@@ -375,10 +378,14 @@ def evaluate_attack(
     for message, category in caveats:
         warnings.warn(f"{name}: {message}", category, stacklevel=2)
 
+    auc = _auc(c)
+    auc_se = _auc_se(s, m)
     return AttackEvaluation(
         name=name,
         family=family,
-        auc=_auc(c),
+        auc=auc,
+        auc_se=auc_se,
+        auc_ci=_auc_bounds(auc, auc_se, confidence),
         roc_fpr=roc_fpr,
         roc_tpr=roc_tpr,
         tpr_at_fpr=tprs,

@@ -57,7 +57,9 @@ class EpsilonBound:
 
     ``fpr_upper`` and ``fnr_upper`` are one-sided Clopper-Pearson upper bounds at
     ``confidence`` on the evaluation records, at ``threshold`` chosen on the calibration
-    records.
+    records. The counts behind them (false positives among the evaluation non-members,
+    false negatives among the evaluation members) let the verdict recompute the bound at
+    the stricter confidence its multiple-testing correction asks for.
     """
 
     epsilon: float
@@ -66,6 +68,10 @@ class EpsilonBound:
     threshold: float
     fpr_upper: float
     fnr_upper: float
+    false_positives: int
+    nonmembers: int
+    false_negatives: int
+    members: int
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,10 @@ class AttackEvaluation:
         Attack name (unique within an audit) and family (``"metric"``, ...).
     auc : float
         Area under the ROC over all audited records.
+    auc_se : float
+        DeLong's standard error of ``auc``.
+    auc_ci : (float, float)
+        Two-sided normal interval ``auc ± z auc_se`` at the evaluation's confidence.
     roc_fpr, roc_tpr : np.ndarray
         The full ROC curve over all audited records (for plots).
     tpr_at_fpr : dict[float, TprAtFpr]
@@ -120,6 +130,8 @@ class AttackEvaluation:
     name: str
     family: str
     auc: float
+    auc_se: float
+    auc_ci: tuple[float, float]
     roc_fpr: np.ndarray
     roc_tpr: np.ndarray
     tpr_at_fpr: dict[float, TprAtFpr]

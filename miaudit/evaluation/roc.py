@@ -17,12 +17,14 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.stats import norm, rankdata
 
 from miaudit.errors import raise_if_problems
 from miaudit.evaluation.intervals import _clopper_pearson
 from miaudit.evaluation.results import TprAtFpr
 
 __all__ = [
+    "auc_interval",
     "max_advantage",
     "roc_auc",
     "roc_curve",
@@ -192,6 +194,31 @@ def _auc(c: _RocCounts) -> float:
     return float(twice_area / (2.0 * c.n_pos * c.n_neg))
 
 
+def _auc_se(scores: np.ndarray, is_member: np.ndarray) -> float:
+    """DeLong's standard error of the AUC, from placement values in one ranking.
+
+    DeLong, DeLong & Clarke-Pearson (Biometrics 44, 1988): the AUC is the mean of each
+    member's placement (the share of non-members it outscores, ties 1/2) and also of each
+    non-member's; its variance is ``var(member placements) / P + var(non-member placements)
+    / N``. Placements come from midranks (Sun & Xu, IEEE SPL 21, 2014): a record's rank among
+    all records minus its rank among its own side, so the cost is three sorts, no loop.
+    Needs at least two members and two non-members.
+    """
+    pos, neg = scores[is_member], scores[~is_member]
+    n_pos, n_neg = pos.size, neg.size
+    ranks = rankdata(scores)
+    member_placement = (ranks[is_member] - rankdata(pos)) / n_neg
+    nonmember_placement = 1.0 - (ranks[~is_member] - rankdata(neg)) / n_pos
+    variance = member_placement.var(ddof=1) / n_pos + nonmember_placement.var(ddof=1) / n_neg
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def _auc_bounds(auc: float, se: float, confidence: float) -> tuple[float, float]:
+    """Two-sided normal interval ``auc ± z se``, clipped to [0, 1]."""
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    return max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
 def _rates(c: _RocCounts) -> tuple[np.ndarray, np.ndarray]:
     return c.fps / c.n_neg, c.tps / c.n_pos
 
@@ -284,6 +311,36 @@ def roc_auc(scores: ArrayLike, is_member: ArrayLike) -> float:
     """
     s, m, _ = validate_scores(scores, is_member)
     return _auc(_roc_counts(s, m))
+
+
+def auc_interval(
+    scores: ArrayLike, is_member: ArrayLike, *, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """AUC with DeLong's standard error and a two-sided normal confidence interval.
+
+    Parameters
+    ----------
+    scores : (n,) array_like of float
+    is_member : (n,) array_like of bool
+        At least two members and two non-members.
+    confidence : float in (0, 1)
+
+    Returns
+    -------
+    auc, low, high : float
+        ``low, high = auc ∓ z se`` clipped to [0, 1], ``se`` by DeLong et al. (1988). The
+        interval is asymptotic; at 50 + 50 records a chance attack's AUC spreads by about
+        ±0.11 (95%), which is what it reports.
+    """
+    problems: list[str] = []
+    s, m, _ = _check_scores(scores, is_member, None, problems)
+    _check_rate("confidence", confidence, problems, allow_one=False)
+    if m.ndim == 1 and not problems and min(m.sum(), m.size - m.sum()) < 2:
+        problems.append("the AUC's standard error needs at least 2 members and 2 non-members")
+    raise_if_problems("auc_interval", problems)
+    auc = _auc(_roc_counts(s, m))
+    low, high = _auc_bounds(auc, _auc_se(s, m), float(confidence))
+    return auc, low, high
 
 
 def tpr_at_fpr(

@@ -297,4 +297,8 @@ def epsilon_bound(
         threshold=threshold,
         fpr_upper=fpr_u,
         fnr_upper=fnr_u,
+        false_positives=int(fp),
+        nonmembers=int(fp + tn),
+        false_negatives=int(fn),
+        members=int(fn + tp),
     )

@@ -8,8 +8,10 @@ The JSON holds every figure of the audit and none of the per-record scores; thos
     data{dataset, n_members, n_nonmembers, split{seed, ...}, ...},
     attacks[{name, family, auc, tpr_at_fpr{"0.001": tpr, ...}, accuracy, precision, recall,
              advantage, epsilon_lower_bound, n_members, n_nonmembers, seconds,
-             tpr_at_fpr_interval, f1, max_advantage, threshold, epsilon, per_class, warnings}],
-    verdict{risk, reason, rule, triggers}, settings, warnings, seconds
+             auc_interval{low, high, se}, tpr_at_fpr_interval, f1, max_advantage, threshold,
+             epsilon, per_class, warnings}],
+    verdict{risk, reason, rule, triggers, false_alarm_rate, confidence_per_bound, bounds,
+            resolved, notes}, settings, warnings, seconds
 
 Every value is JSON-native: numpy scalars become Python numbers and NaN or infinity becomes
 ``null``, because ``NaN`` is not JSON and strict parsers reject it.
@@ -205,6 +207,7 @@ def _attack_dict(attack: AttackEvaluation) -> dict:
         "n_nonmembers": attack.n_nonmembers,
         "seconds": attack.seconds,
         # extras
+        "auc_interval": {"low": attack.auc_ci[0], "high": attack.auc_ci[1], "se": attack.auc_se},
         "tpr_at_fpr_interval": {fpr_key(f): _interval(p) for f, p in points},
         "f1": tm.f1,
         "max_advantage": attack.max_advantage,

@@ -75,6 +75,14 @@ def _match_table(match: dict) -> Table:
     return table
 
 
+def _auc_cell(attack: dict) -> str:
+    """AUC and the half-width of its interval (exact bounds are in report.json)."""
+    interval = attack["auc_interval"]
+    if interval["low"] is None or interval["high"] is None:
+        return _fmt(attack["auc"])
+    return f"{_fmt(attack['auc'])} ±{(interval['high'] - interval['low']) / 2:.3f}"
+
+
 def print_summary(
     result: AuditResult, console: Console | None = None, report: dict | None = None
 ) -> None:
@@ -94,7 +102,7 @@ def print_summary(
     report = report if report is not None else build_report_dict(result)
     table = Table(title="Membership inference attacks", title_justify="left")
     table.add_column("attack", overflow="fold")
-    table.add_column("AUC", justify="right")
+    table.add_column("AUC ± 95%", justify="right", no_wrap=True)
     table.add_column("TPR@0.1%", justify="right")
     table.add_column("TPR@1% [95% CI]", justify="right", no_wrap=True)
     table.add_column("advantage", justify="right")
@@ -104,7 +112,7 @@ def print_summary(
         unresolvable |= any(not iv["resolvable"] for iv in attack["tpr_at_fpr_interval"].values())
         table.add_row(
             Text(attack["name"]),
-            _fmt(attack["auc"]),
+            _auc_cell(attack),
             _tpr_cell(attack, 0.001, with_ci=False),
             _tpr_cell(attack, 0.01, with_ci=True),
             _fmt(attack["advantage"]),
