@@ -44,6 +44,7 @@ from miaudit.references import (
 from miaudit.signals.evidence import Evidence, query_target
 from miaudit.signals.table import SignalTable
 from miaudit.targets.adapters import AccessLevel, Target
+from miaudit.validation import is_int
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,55 @@ def check_audit_inputs(target: Any, dataset: Any, split: Any) -> None:
             f"the target predicts {target.n_classes} classes but dataset {dataset.name!r} "
             f"has {dataset.n_classes}"
         )
+    _check_target_takes(target, dataset, split)
+
+
+def _expected_width(target: Any) -> int | None:
+    """Input features the target's model was built for, where the model says so."""
+    inner = getattr(target, "inner", target)
+    estimator = getattr(inner, "estimator", None)
+    if estimator is not None:
+        width = getattr(estimator, "n_features_in_", None)
+        return int(width) if is_int(width) else None
+    module = getattr(inner, "module", None)
+    if module is not None:
+        from torch import nn
+
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                return int(layer.in_features)
+            if isinstance(layer, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+                return None  # convolutions take any width; the probe below decides
+    return None
+
+
+def _check_target_takes(target: Target, dataset: Dataset, split: AuditSplit) -> None:
+    """Refuse, with both shapes in the message, a model that cannot read the data set's
+    records, before anything is trained (instead of torch's ``mat1 and mat2 shapes cannot
+    be multiplied`` or scikit-learn's feature-count error halfway through the audit)."""
+    shape = tuple(dataset.input_shape)
+    features = int(np.prod(shape))
+    inner = getattr(target, "inner", target)
+    width = _expected_width(target)
+    if width is not None and len(shape) == 1 and width != features:
+        raise InvalidAuditInput(
+            f"the target ({target.description}) expects {width} input features but dataset "
+            f"{dataset.name!r} has {features} per record (shape {shape})"
+        )
+    if getattr(inner, "module", None) is None and getattr(inner, "estimator", None) is None:
+        return  # a callable or precomputed answers: nothing to probe without a query
+    probe = dataset.x[split.members[:2]]
+    try:
+        target.predict_labels(probe)
+    except InvalidAuditInput:
+        raise
+    except (RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        expected = f" (it expects {width} input features)" if width is not None else ""
+        raise InvalidAuditInput(
+            f"the target ({target.description}) cannot read the records of dataset "
+            f"{dataset.name!r}, shape {shape}{expected}: {first}"
+        ) from None
 
 
 def _check_scores(name: str, score: np.ndarray, n: int) -> None:

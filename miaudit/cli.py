@@ -127,6 +127,7 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
         transient=True,
     )
     tasks: dict = {}
+    from_cache: dict[int, bool] = {}
 
     def on_epoch(epoch: int, n_epochs: int, loss: float) -> None:
         if "target" not in tasks:
@@ -144,6 +145,16 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
         source = "cached" if info.get("from_cache") else f"{info.get('seconds', 0):.1f} s"
         detail = f"last: test acc {acc:.3f} ({source})" if acc is not None else ""
         progress.update(tasks["refs"], completed=done, detail=detail)
+        from_cache[info.get("model", done)] = bool(info.get("from_cache"))
+        if done == total:  # a line that stays in a log, unlike the transient bar
+            cached = sum(from_cache.values())
+            console.log(
+                Text(
+                    f"{total} reference models ready: {cached} from the model cache, "
+                    f"{total - cached} trained"
+                )
+            )
+            from_cache.clear()
 
     def on_stage(message: str) -> None:
         console.log(Text(message))  # user text (attack labels) is never markup

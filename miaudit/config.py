@@ -20,8 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from miaudit.errors import DataNotFoundError, InvalidAuditInput
+from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.settings import EvaluationSettings
+from miaudit.validation import check_readable_file
 
 #: Multiples of the recipe's epoch count that ``references.calibrate: true`` tries.
 CALIBRATION_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -75,6 +76,10 @@ class SklearnSection(_Section):
     seed: StrictInt = 0
 
 
+#: Model files a target can be loaded from (``.pkl`` and kin only with ``--trust-pickle``).
+MODEL_FILE_SUFFIXES = (".pt", ".pth", ".skops", ".pkl", ".pickle", ".joblib")
+
+
 class TargetSection(_Section):
     """Exactly one of ``recipe``, ``sklearn`` (train here) or ``model_file`` (load)."""
 
@@ -90,6 +95,13 @@ class TargetSection(_Section):
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one of recipe, sklearn, model_file (got {given or 'none'})"
+            )
+        suffix = self.model_file.suffix.lower() if self.model_file is not None else None
+        if suffix is not None and suffix not in MODEL_FILE_SUFFIXES:
+            raise ValueError(
+                f"model_file {self.model_file.name!r}: unknown model format {suffix!r}; use "
+                ".pt/.pth (PyTorch, saved by miaudit.models.save_torch_model) or .skops "
+                "(scikit-learn; .pkl/.pickle/.joblib only with --trust-pickle)"
             )
         return self
 
@@ -254,8 +266,7 @@ def capped(message: str) -> str:
 def load_config(path: str | Path) -> AuditConfig:
     """Read and validate a YAML audit file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"audit file {str(path)!r} does not exist")
+    check_readable_file(path, "audit file")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except yaml.YAMLError as error:

@@ -15,8 +15,8 @@ from miaudit.audit import plan_audit, run_audit
 from miaudit.config import AuditConfig, RecipeSection, SklearnSection, TargetSection
 from miaudit.data import load_dataset
 from miaudit.data.dataset import Dataset
-from miaudit.data.split import AuditSplit, make_split
-from miaudit.errors import DataNotFoundError, InvalidAuditInput
+from miaudit.data.split import AuditSplit, check_split_file, make_split
+from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.results import AuditResult
 from miaudit.preflight import preflight, target_access
 from miaudit.references import ReferenceSetup
@@ -55,31 +55,25 @@ def build_split(config: AuditConfig, dataset: Dataset) -> AuditSplit:
 
 def load_split_file(path: Path, n_records: int) -> AuditSplit:
     """Read ``members``, ``nonmembers`` (and optional ``population``) indices from ``.npz``."""
-    if not Path(path).is_file():
-        raise DataNotFoundError(f"split.indices_file: {str(path)!r} does not exist")
+    check_split_file(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
-            missing = {"members", "nonmembers"} - keys
-            if missing:
-                raise InvalidAuditInput(
-                    f"split.indices_file {str(path)!r}: missing keys {sorted(missing)} "
-                    f"(found {sorted(keys)})"
-                )
             parts = {k: archive[k] for k in ("members", "nonmembers", "population") if k in keys}
     except (OSError, ValueError) as error:
-        if isinstance(error, InvalidAuditInput):
-            raise
         raise InvalidAuditInput(
             f"split.indices_file {str(path)!r}: not a readable .npz file ({error})"
         ) from None
-    split = AuditSplit(
-        parts["members"],
-        parts["nonmembers"],
-        parts.get("population", np.empty(0, np.int64)),
-        seed=None,
-    )
-    split.check_within(n_records)
+    try:
+        split = AuditSplit(
+            parts["members"],
+            parts["nonmembers"],
+            parts.get("population", np.empty(0, np.int64)),
+            seed=None,
+        )
+        split.check_within(n_records)
+    except InvalidAuditInput as error:
+        raise type(error)(f"split.indices_file {str(path)!r}: {error}") from None
     return split
 
 
@@ -153,6 +147,7 @@ def build_target(
     trust_pickle: bool = False,
     on_epoch: EpochCallback | None = None,
     recipe: Any = None,
+    on_stage: StageCallback | None = None,
 ) -> tuple[Target, dict, Any]:
     """Train or load the target; return it, JSON-ready facts for the report, and the recipe
     that trained it (None for a loaded model: references then need their own recipe).
@@ -162,12 +157,8 @@ def build_target(
     if recipe is None:
         recipe = build_target_recipe(config, dataset)
     if section.recipe is not None:
-        trained = recipe.train(
-            dataset,
-            split.members,
-            seed=section.recipe.seed,
-            eval_indices=split.nonmembers,
-            progress=on_epoch,
+        trained, cached = _train_target(
+            config, recipe, dataset, split, section.recipe.seed, on_epoch, on_stage
         )
         target = TorchTarget(
             trained.model,
@@ -182,11 +173,12 @@ def build_target(
             "training_seed": section.recipe.seed,
             "training_seconds": round(trained.seconds, 3),
             "origin": "trained by miaudit from the audit file's recipe",
+            "from_cache": cached,
         }
         return target, info, recipe
     if section.sklearn is not None:
-        trained = recipe.train(
-            dataset, split.members, seed=section.sklearn.seed, eval_indices=split.nonmembers
+        trained, cached = _train_target(
+            config, recipe, dataset, split, section.sklearn.seed, None, on_stage
         )
         target = SklearnTarget(
             trained.model,
@@ -205,10 +197,57 @@ def build_target(
             },
             "training_seconds": round(trained.seconds, 3),
             "origin": "trained by miaudit from the audit file's recipe",
+            "from_cache": cached,
         }
         return target, info, recipe
     target, info = _load_target_file(section, dataset, split, trust_pickle=trust_pickle)
     return target, info, None
+
+
+def _train_target(
+    config: AuditConfig,
+    recipe: Any,
+    dataset: Dataset,
+    split: AuditSplit,
+    seed: int,
+    on_epoch: EpochCallback | None,
+    on_stage: StageCallback | None,
+):
+    """Train the target from its recipe, or load it from the model cache (the references'
+    ``cache_dir``) when this recipe, data, member set and seed trained it before: a rerun
+    after an interruption, or a second audit of the same target, never retrains it."""
+    from miaudit.compute import ModelCache, train_or_load
+
+    cache_dir = config.references.cache_dir if config.references is not None else None
+    options = {"eval_indices": split.nonmembers}
+    if on_epoch is not None:
+        options["progress"] = on_epoch
+    trained, cached = train_or_load(
+        ModelCache(cache_dir), recipe, dataset, split.members, seed=seed, **options
+    )
+    if cached and on_stage is not None:
+        on_stage("target loaded from the model cache (trained by an earlier run)")
+    return trained, cached
+
+
+def _check_saved_for(path: Path, meta: dict, dataset: Dataset) -> None:
+    """A saved network must fit the data set it audits: record shape and class count,
+    both named, before anything is queried or trained."""
+    problems = []
+    saved_shape = meta.get("input_shape")
+    if saved_shape is not None and tuple(saved_shape) != tuple(dataset.input_shape):
+        problems.append(
+            f"it was saved for records of shape {tuple(saved_shape)} but data set "
+            f"{dataset.name!r} has records of shape {tuple(dataset.input_shape)}"
+        )
+    saved_classes = meta.get("n_classes")
+    if saved_classes is not None and int(saved_classes) != dataset.n_classes:
+        problems.append(
+            f"it predicts {int(saved_classes)} classes but data set {dataset.name!r} has "
+            f"{dataset.n_classes}"
+        )
+    if problems:
+        raise InvalidAuditInput(f"target.model_file {str(path)!r}: " + "; ".join(problems))
 
 
 def _load_target_file(
@@ -217,15 +256,10 @@ def _load_target_file(
     from miaudit.models import load_sklearn_model, load_torch_model
 
     path = Path(section.model_file)
-    if split.seed is not None:
-        raise InvalidAuditInput(
-            "split: a target loaded from target.model_file was trained elsewhere, so miaudit "
-            "cannot draw its members; give split.indices_file (an .npz with the 'members' "
-            "and 'nonmembers' record indices of that training run)"
-        )
     suffix = path.suffix.lower()
     if suffix in (".pt", ".pth"):
         module, meta = load_torch_model(path)
+        _check_saved_for(path, meta, dataset)
         n_classes = int(meta.get("n_classes", dataset.n_classes))
         target = TorchTarget(
             module,
@@ -323,6 +357,7 @@ def run_config(
         trust_pickle=trust_pickle,
         on_epoch=on_epoch,
         recipe=target_recipe,
+        on_stage=on_stage,
     )
     result = run_audit(
         target,

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from miaudit.attacks.registry import build_attacks, check_requirements, default_attacks
 from miaudit.config import AuditConfig
+from miaudit.data.split import check_split_file
+from miaudit.errors import InvalidAuditInput
 from miaudit.references import check_population, design_sizes
 from miaudit.targets.adapters import AccessLevel
-from miaudit.validation import check_writable_dir
+from miaudit.validation import check_readable_file, check_writable_dir
 
 __all__ = ["preflight", "target_access"]
 
@@ -70,3 +72,13 @@ def preflight(config: AuditConfig) -> None:
         check_population(specs, sizes, split.population)
     if config.references is not None and config.references.cache_dir is not None:
         check_writable_dir(config.references.cache_dir, "references.cache_dir")
+    if config.target.model_file is not None:
+        if split.indices_file is None:
+            raise InvalidAuditInput(
+                "split: a target loaded from target.model_file was trained elsewhere, so "
+                "miaudit cannot draw its members; give split.indices_file (an .npz with the "
+                "'members' and 'nonmembers' record indices of that training run)"
+            )
+        check_readable_file(config.target.model_file, "target.model_file")
+    if split.indices_file is not None:
+        check_split_file(split.indices_file)

@@ -51,3 +51,23 @@ def check_writable_dir(path: Any, field: str) -> None:
         )
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InvalidAuditInput(f"{field}: {str(probe)!r} is not writable")
+
+
+def check_readable_file(path: Any, field: str) -> None:
+    """Refuse, before any work, a path that is missing, a folder, or unreadable.
+
+    Raises :class:`~miaudit.errors.DataNotFoundError` when nothing is there and
+    :class:`~miaudit.errors.InvalidAuditInput` otherwise, naming ``field``.
+    """
+    import os
+    from pathlib import Path
+
+    from miaudit.errors import DataNotFoundError, InvalidAuditInput
+
+    target = Path(path).expanduser()
+    if not target.exists():
+        raise DataNotFoundError(f"{field}: {str(target)!r} does not exist")
+    if target.is_dir():
+        raise InvalidAuditInput(f"{field}: {str(target)!r} is a folder, not a file")
+    if not os.access(target, os.R_OK):
+        raise InvalidAuditInput(f"{field}: {str(target)!r} is not readable")

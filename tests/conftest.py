@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from miaudit.models import TorchRecipe
+from miaudit.models import SklearnRecipe, TorchRecipe
 
 
 @pytest.fixture
 def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts TorchRecipe.train calls (their seeds), i.e. models actually trained."""
+    """Counts TorchRecipe.train and SklearnRecipe.train calls (their seeds), i.e. models
+    actually trained."""
     calls: list[int] = []
-    original = TorchRecipe.train
+    for recipe_class in (TorchRecipe, SklearnRecipe):
+        original = recipe_class.train
 
-    def counting(self, dataset, indices, *, seed, **kwargs):
-        calls.append(seed)
-        return original(self, dataset, indices, seed=seed, **kwargs)
+        def counting(self, dataset, indices, *, seed, _original=original, **kwargs):
+            calls.append(seed)
+            return _original(self, dataset, indices, seed=seed, **kwargs)
 
-    monkeypatch.setattr(TorchRecipe, "train", counting)
+        monkeypatch.setattr(recipe_class, "train", counting)
     return calls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -123,6 +124,93 @@ def test_sklearn_round_trip(tmp_path):
     np.testing.assert_array_equal(
         got.trained.model.predict_proba(data.x), trained.model.predict_proba(data.x)
     )
+
+
+class Payload:
+    """A type no recipe trusts: stands for code an attacker wants loaded."""
+
+    def __init__(self) -> None:
+        self.armed = True
+
+
+def _sklearn_entry(tmp_path):
+    data = _tabular()
+    recipe = SklearnRecipe(LogisticRegression(max_iter=200))
+    cache = ModelCache(tmp_path)
+    pool = ReferencePool(recipe, data, np.arange(60), n_models=1, cache=cache)
+    pool.train()
+    key = pool.model_key(0)
+    return data, recipe, cache, key, cache.metadata_path(key)
+
+
+def _rewrite(meta_path: Path, **changes) -> None:
+    meta = json.loads(meta_path.read_text())
+    meta.update(changes)
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_sklearn_recipe_trusts_its_estimators_and_fitted_state_only():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from miaudit.models.recipes import FITTED_STATE_TYPES
+
+    recipe = SklearnRecipe(make_pipeline(StandardScaler(), LogisticRegression()))
+    trusted = recipe.trusted_types()
+    for name in ("sklearn.pipeline.Pipeline", "sklearn.linear_model._logistic.LogisticRegression"):
+        assert name in trusted
+    assert "sklearn.preprocessing._data.StandardScaler" in trusted
+    assert FITTED_STATE_TYPES <= trusted
+    assert not any(t.startswith(("builtins", "os", "subprocess", "tests")) for t in trusted)
+
+
+@pytest.mark.parametrize("tamper", ["types-in-metadata", "kind", "model-file", "figures"])
+def test_tampered_sklearn_cache_entry_is_refused_and_retrained(tmp_path, train_calls, tamper):
+    import skops.io as sio
+
+    data, recipe, cache, key, meta_path = _sklearn_entry(tmp_path)
+    model_path = meta_path.with_suffix(".skops")
+    if tamper == "types-in-metadata":
+        # The issue's attack: a model holding a type skops does not trust, its checksum
+        # and the metadata's type lists rewritten to match. The recipe decides, not the
+        # cache, so it is refused although the metadata vouches for it.
+        evil = LogisticRegression(max_iter=200).fit(data.x, data.y)
+        evil.payload = Payload()
+        sio.dump(evil, model_path)
+        listed = sio.get_untrusted_types(file=model_path)
+        assert any("Payload" in t for t in listed)
+        _rewrite(
+            meta_path,
+            sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(),
+            trusted_types=listed,
+            untrusted_types=listed,
+        )
+        match = "does not trust"
+    elif tamper == "kind":
+        _rewrite(meta_path, kind="pickle")
+        match = "unknown model kind"
+    elif tamper == "model-file":
+        _rewrite(meta_path, model_file="../../elsewhere.skops")
+        match = "unexpected model file"
+    else:
+        _rewrite(meta_path, train_accuracy="high")
+        match = "could not convert"
+    with pytest.warns(CacheWarning, match=match):
+        assert cache.get(key, trusted_types=recipe.trusted_types()) is None
+    with pytest.warns(CacheWarning):
+        again = ReferencePool(recipe, data, np.arange(60), n_models=1, cache=cache)
+        again.train()
+    assert not again.model_info(0)["from_cache"]
+    assert len(train_calls) == 2  # retrained once, and the entry overwritten
+    assert not hasattr(again.models_[0].model, "payload")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.get(key, trusted_types=recipe.trusted_types()) is not None
+
+
+def test_cache_get_refuses_a_string_as_trusted_types(tmp_path):
+    with pytest.raises(InvalidAuditInput, match="collection of type names"):
+        ModelCache(tmp_path).get("0" * 64, trusted_types="sklearn.tree._tree.Tree")
 
 
 def test_sklearn_pool_is_cached_and_observed(tmp_path):

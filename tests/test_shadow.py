@@ -75,6 +75,9 @@ class CountingRecipe:
     def fingerprint(self):
         return self.inner.fingerprint()
 
+    def trusted_types(self):
+        return self.inner.trusted_types()
+
     def validate(self, dataset):
         self.inner.validate(dataset)
 

@@ -254,6 +254,11 @@ class MembershipInference:
             isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2
         ):
             problems.append(f"n_classes must be an int >= 2, got {n_classes!r}")
+        if model is None or isinstance(model, str | bytes | int | float | np.ndarray):
+            problems.append(
+                f"model must be the model to audit (a torch.nn.Module, a fitted scikit-learn "
+                f"classifier, a callable or a miaudit target), got {type(model).__name__}"
+            )
         raise_if_problems("MembershipInference", problems)
         self.model = model
         self.n_jobs = n_jobs

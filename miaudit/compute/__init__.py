@@ -16,6 +16,7 @@ from miaudit.compute.cache import (
     cache_key,
     data_fingerprint,
     default_cache_dir,
+    train_or_load,
 )
 from miaudit.compute.ensemble import ensemble_ineligibility, train_ensemble
 from miaudit.compute.pool import (
@@ -46,4 +47,5 @@ __all__ = [
     "observe_models",
     "self_audit_size",
     "train_ensemble",
+    "train_or_load",
 ]

@@ -23,8 +23,12 @@ read, or whose model does not match its checksum, counts as missing: ``get`` war
 
 Safety. PyTorch models are loaded with ``torch.load(weights_only=True)`` and rebuilt from
 the architecture registry (:func:`~miaudit.models.load_torch_model`); scikit-learn models
-with ``skops.io``, trusting only the types recorded when the entry was written, and only
-after the file's checksum matched. Nothing in the cache is unpickled.
+with ``skops.io`` after the file's checksum matched, trusting only the types the *caller*
+names (:meth:`SklearnRecipe.trusted_types <miaudit.models.SklearnRecipe.trusted_types>`:
+the recipe's estimator classes and scikit-learn's fitted-state types). Whoever can write to
+the cache folder can change its metadata and checksums, so nothing stored there decides
+what is loaded; a model holding any other type is refused and retrained. Nothing in the
+cache is unpickled.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,7 @@ __all__ = [
     "cache_key",
     "data_fingerprint",
     "default_cache_dir",
+    "train_or_load",
 ]
 
 logger = logging.getLogger(__name__)
@@ -212,18 +218,32 @@ class ModelCache:
 
     # ---------------------------------------------------------------- read
 
-    def get(self, key: str) -> CachedModel | None:
+    def get(self, key: str, *, trusted_types: Collection[str] = ()) -> CachedModel | None:
         """The model stored under ``key``, or None when there is none or it is unusable.
 
+        Parameters
+        ----------
+        key : str
+        trusted_types : collection of str
+            For a scikit-learn entry, the types beyond skops' defaults that the model may
+            hold (the recipe's :meth:`~miaudit.models.SklearnRecipe.trusted_types`). An
+            entry holding any other type is unusable.
+
         Unusable entries (unreadable metadata, a missing or altered model file, a model
-        that does not load) are reported with a :class:`CacheWarning` and treated as
-        missing, so the caller retrains and :meth:`put` overwrites them.
+        holding a type the caller does not trust, a model that does not load) are
+        reported with a :class:`CacheWarning` and treated as missing, so the caller
+        retrains and :meth:`put` overwrites them.
         """
+        if isinstance(trusted_types, str) or not all(isinstance(t, str) for t in trusted_types):
+            raise InvalidAuditInput(
+                f"ModelCache.get: trusted_types must be a collection of type names, got "
+                f"{trusted_types!r}"
+            )
         meta_path = self.metadata_path(key)
         if not meta_path.is_file():
             return None
         try:
-            return self._load(key, meta_path)
+            return self._load(key, meta_path, frozenset(trusted_types))
         except Exception as exc:  # any failure to read an entry means "retrain it"
             warnings.warn(
                 f"model cache entry {key[:12]}… in {str(meta_path.parent)!r} is unusable "
@@ -233,7 +253,7 @@ class ModelCache:
             )
             return None
 
-    def _load(self, key: str, meta_path: Path) -> CachedModel:
+    def _load(self, key: str, meta_path: Path, trusted: frozenset[str]) -> CachedModel:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != _ENTRY_FORMAT:
             raise ValueError("not a miaudit cache entry")
@@ -253,7 +273,7 @@ class ModelCache:
         if meta.get("kind") == "torch":
             model, _ = load_torch_model(model_path)
         elif meta.get("kind") == "sklearn":
-            model = self._load_sklearn(model_path, meta.get("trusted_types", []))
+            model = self._load_sklearn(model_path, trusted)
         else:
             raise ValueError(f"unknown model kind {meta.get('kind')!r}")
         test_acc = meta.get("test_accuracy")
@@ -268,15 +288,13 @@ class ModelCache:
         return CachedModel(key=key, trained=trained, path=model_path)
 
     @staticmethod
-    def _load_sklearn(path: Path, trusted: Any) -> Any:
+    def _load_sklearn(path: Path, trusted: frozenset[str]) -> Any:
         import skops.io as sio
 
-        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
-            raise ValueError("trusted_types must be a list of type names")
         untrusted = sio.get_untrusted_types(file=path)
-        extra = sorted(set(untrusted) - set(trusted))
-        if extra:
-            raise ValueError(f"model holds types not recorded when it was cached: {extra}")
+        refused = sorted(set(untrusted) - trusted)
+        if refused:
+            raise ValueError(f"model holds types its recipe does not trust: {refused}")
         return sio.load(path, trusted=list(untrusted))
 
     # ---------------------------------------------------------------- write
@@ -341,9 +359,8 @@ class ModelCache:
                     f"({exc})"
                 ) from None
             meta["kind"] = "sklearn"
-            # The types skops will not load by default, trusted later only for this file
-            # (and only when its checksum still matches).
-            meta["trusted_types"] = sorted(sio.get_untrusted_types(file=model_path))
+            # For a reader's information only: get() trusts what its caller says.
+            meta["untrusted_types"] = sorted(sio.get_untrusted_types(file=model_path))
         meta.update(
             model_file=model_path.name,
             sha256=_sha256_file(model_path),
@@ -359,3 +376,28 @@ class ModelCache:
         atomic_write(folder / f"{key}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
         logger.debug("cached model %s in %s", key[:12], folder)
         return CachedModel(key=key, trained=trained, path=model_path)
+
+
+def train_or_load(
+    cache: ModelCache,
+    recipe: Any,
+    dataset: Dataset,
+    indices: np.ndarray,
+    *,
+    seed: int,
+    **train_options: Any,
+) -> tuple[TrainedModel, bool]:
+    """The model ``recipe`` trains on ``indices`` with ``seed``: from ``cache`` when there,
+    else trained and stored. Returns it and whether it came from the cache.
+
+    ``train_options`` (``eval_indices``, ``progress``) go to ``recipe.train``; they do not
+    enter the key, because they do not change the model.
+    """
+    key = cache_key(recipe.fingerprint(), data_fingerprint(dataset), indices, seed)
+    trusted = getattr(recipe, "trusted_types", frozenset)()
+    found = cache.get(key, trusted_types=trusted)
+    if found is not None:
+        return found.trained, True
+    trained = recipe.train(dataset, indices, seed=seed, **train_options)
+    cache.put(key, trained, recipe, dataset)
+    return trained, False

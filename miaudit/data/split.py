@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from miaudit.errors import InvalidAuditInput, raise_if_problems
-from miaudit.validation import is_int
+from miaudit.validation import check_readable_file, is_int
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,3 +168,32 @@ def _stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
     rank[sort_by_class] = np.arange(n) - np.repeat(starts, counts)
     position = (rank + rng.random(n)) / counts[lab]
     return perm[np.argsort(position, kind="stable")]
+
+
+#: The first bytes of every .npz (a zip archive).
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def check_split_file(path: Path | str) -> None:
+    """Refuse, before the data set is loaded, an ``indices_file`` that is missing, a folder,
+    not an ``.npz`` archive, or lacks ``members`` / ``nonmembers``. Reads only the archive's
+    directory, never its arrays."""
+    field = "split.indices_file"
+    check_readable_file(path, field)
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != _ZIP_MAGIC:
+        raise InvalidAuditInput(
+            f"{field} {str(path)!r}: not an .npz archive; write it with numpy.savez(path, "
+            "members=..., nonmembers=..., population=...) (population optional)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+    except (OSError, ValueError) as error:
+        raise InvalidAuditInput(f"{field} {str(path)!r}: not a readable .npz ({error})") from None
+    missing = {"members", "nonmembers"} - keys
+    if missing:
+        raise InvalidAuditInput(
+            f"{field} {str(path)!r}: missing keys {sorted(missing)} (found {sorted(keys)})"
+        )

@@ -68,7 +68,13 @@ class TrainedModel:
 @runtime_checkable
 class Recipe(Protocol):
     """The role every recipe plays; implemented by :class:`TorchRecipe` and
-    :class:`SklearnRecipe`."""
+    :class:`SklearnRecipe`.
+
+    A recipe may also define ``trusted_types() -> frozenset[str]``: the types beyond skops'
+    defaults that its scikit-learn models may hold, which the model cache then loads (see
+    :meth:`SklearnRecipe.trusted_types`). Without it a cached model holding any such type
+    is refused and retrained.
+    """
 
     def train(
         self,
@@ -267,6 +273,42 @@ class TorchRecipe:
         )
 
 
+#: scikit-learn's own types that hold a fitted estimator's state (trees, optimiser state,
+#: neighbour indexes). skops does not trust them by default because they are not
+#: estimators, but loading one restores arrays and calls no user code. A cached model of
+#: a :class:`SklearnRecipe` may hold these and the recipe's own estimator classes, nothing
+#: else: the list is decided here, never by anything stored next to the model.
+FITTED_STATE_TYPES: frozenset[str] = frozenset(
+    {
+        "sklearn.tree._tree.Tree",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    }
+)
+
+
+def _estimator_types(estimator: Any) -> set[str]:
+    """Qualified class names of ``estimator`` and every estimator among its parameters."""
+    found = set()
+    stack = [estimator]
+    while stack:
+        obj = stack.pop()
+        cls = type(obj)
+        found.add(f"{cls.__module__}.{cls.__qualname__}")
+        if hasattr(obj, "get_params"):
+            stack += [v for v in obj.get_params(deep=False).values() if hasattr(v, "get_params")]
+            steps = getattr(obj, "steps", None) or getattr(obj, "estimators", None) or []
+            stack += [step[-1] for step in steps if hasattr(step[-1], "get_params")]
+    return found
+
+
 @dataclass(frozen=True, eq=False)
 class SklearnRecipe:
     """Train fresh clones of a scikit-learn estimator.
@@ -292,6 +334,12 @@ class SklearnRecipe:
 
     def validate(self, dataset: Dataset) -> None:
         """Nothing to check ahead of ``fit``: any records are flattened to features."""
+
+    def trusted_types(self) -> frozenset[str]:
+        """Types a model of this recipe may hold beyond skops' defaults: the template's
+        estimator classes and :data:`FITTED_STATE_TYPES`. The model cache loads nothing
+        else, whatever its metadata says."""
+        return FITTED_STATE_TYPES | _estimator_types(self.estimator)
 
     def fingerprint(self) -> str:
         """sha256 hex digest of the estimator's class and parameters.

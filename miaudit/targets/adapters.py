@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from miaudit.errors import AccessLevelError, InvalidAuditInput, raise_if_problems
+from miaudit.validation import is_int
 
 
 class AccessLevel(IntEnum):
@@ -122,6 +123,20 @@ def check_labels(labels: np.ndarray, n_rows: int, n_classes: int, source: str) -
     return labels.astype(np.int64)
 
 
+def check_n_classes(owner: str, n_classes: Any) -> int:
+    """``n_classes`` as an int, refusing what is not a class count (``'ten'``, ``True``, 1)."""
+    if not is_int(n_classes) or n_classes < 2:
+        raise InvalidAuditInput(f"{owner}: n_classes must be an int >= 2, got {n_classes!r}")
+    return int(n_classes)
+
+
+def _check_description(owner: str, description: Any) -> None:
+    if not isinstance(description, str):
+        raise InvalidAuditInput(
+            f"{owner}: description must be a string, got {type(description).__name__}"
+        )
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
@@ -150,10 +165,15 @@ class TorchTarget:
                 f"TorchTarget needs a torch.nn.Module, got {type(module).__name__}"
             )
         self.module = module
-        self.n_classes = int(n_classes)
+        self.n_classes = check_n_classes("TorchTarget", n_classes)
         self.access = AccessLevel.parse(access)
+        _check_description("TorchTarget", description)
         self.description = description or f"PyTorch {type(module).__name__}"
-        self.batch_size = batch_size
+        if not is_int(batch_size) or batch_size < 1:
+            raise InvalidAuditInput(
+                f"TorchTarget: batch_size must be a positive int, got {batch_size!r}"
+            )
+        self.batch_size = int(batch_size)
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         require_access(self, AccessLevel.LOGITS, "predict_logits")
@@ -186,8 +206,15 @@ class SklearnTarget:
         access: AccessLevel | str = AccessLevel.PROBABILITIES,
         description: str = "",
     ) -> None:
+        missing = [m for m in ("predict", "get_params") if not hasattr(estimator, m)]
+        if missing:
+            raise InvalidAuditInput(
+                f"SklearnTarget needs a fitted scikit-learn classifier, got "
+                f"{type(estimator).__name__} (no {', '.join(missing)})"
+            )
+        _check_description("SklearnTarget", description)
         self.estimator = estimator
-        self.n_classes = int(n_classes)
+        self.n_classes = check_n_classes("SklearnTarget", n_classes)
         self.access = AccessLevel.parse(access)
         if self.access > AccessLevel.PROBABILITIES:
             raise InvalidAuditInput(
@@ -267,8 +294,9 @@ class CallableTarget:
     ) -> None:
         if not callable(fn):
             raise InvalidAuditInput(f"CallableTarget needs a callable, got {type(fn).__name__}")
+        _check_description("CallableTarget", description)
         self.fn = fn
-        self.n_classes = int(n_classes)
+        self.n_classes = check_n_classes("CallableTarget", n_classes)
         self.output = output
         self.access = _parse_output_kind(output, "CallableTarget")
         self.description = description or f"callable {getattr(fn, '__name__', type(fn).__name__)}"
@@ -341,14 +369,16 @@ class PrecomputedTarget:
         if self.access == AccessLevel.LABEL_ONLY:
             if n_classes is None:
                 raise InvalidAuditInput("PrecomputedTarget: n_classes is required for labels")
-            self.n_classes = int(n_classes)
+            self.n_classes = check_n_classes("PrecomputedTarget", n_classes)
             outputs = check_labels(outputs, len(outputs), self.n_classes, description)
         else:
             if outputs.ndim != 2:
                 raise InvalidAuditInput(
                     f"PrecomputedTarget: {output} must be a 2-d array, got shape {outputs.shape}"
                 )
-            self.n_classes = int(n_classes or outputs.shape[1])
+            self.n_classes = check_n_classes(
+                "PrecomputedTarget", outputs.shape[1] if n_classes is None else n_classes
+            )
             check = check_logits if self.access == AccessLevel.LOGITS else check_probabilities
             outputs = check(outputs, len(outputs), self.n_classes, description)
         self.outputs = outputs
