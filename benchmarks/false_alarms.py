@@ -57,11 +57,11 @@ class Cell:
         return self.risks["medium"] + self.risks["high"]
 
 
-def synthetic_dataset(seed: int = 0) -> Dataset:
+def synthetic_dataset(seed: int = 0, n_samples: int = 1500) -> Dataset:
     """Four classes in 30 features, 10% of labels random: a small MLP trained on a few
     hundred records memorises them (train accuracy 1.00, test about 0.70)."""
     x, y = make_classification(
-        n_samples=1500,
+        n_samples=n_samples,
         n_features=30,
         n_informative=6,
         n_classes=4,

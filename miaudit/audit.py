@@ -120,6 +120,18 @@ def plan_audit(
     return AuditPlan(specs, n_refs, design)
 
 
+def check_attacks_against_model(specs: Sequence[AttackSpec], module: Any) -> None:
+    """Let attacks that read a model's insides (layer names, the white-box attack) check
+    them against ``module``, an ``nn.Module`` of the target's architecture (trained or
+    not), before anything is trained."""
+    if module is None:
+        return
+    for spec in specs:
+        check = getattr(spec.attack, "check_model", None)
+        if check is not None:
+            check(module)
+
+
 def build_evidence(
     target: Target,
     dataset: Dataset,
@@ -143,7 +155,7 @@ def build_evidence(
     signals, target_observations = query_target(target, dataset, audited, queries)
     reference_evidence = None
     if plan.n_references:
-        assert references is not None and target_observations is not None
+        assert references is not None
         notify(f"reference models: {plan.n_references}")
         reference_evidence = gather_reference_evidence(
             target,
@@ -252,6 +264,8 @@ def run_audit(
     plan = plan_audit(
         target.access, dataset, split, attacks, references, target_description=target.description
     )
+    if target.access >= AccessLevel.WHITE_BOX:
+        check_attacks_against_model(plan.specs, getattr(target, "module", None))
     evidence = build_evidence(
         target,
         dataset,
@@ -286,6 +300,9 @@ def run_audit(
     }
     if shadow_facts:
         info["shadow_models"] = shadow_facts
+    details = {label: f for label, f in facts.items() if label not in shadow_facts}
+    if details:
+        info["attack_details"] = details  # e.g. label queries per record
     data = {
         "dataset": dataset.name,
         "source": dataset.source,

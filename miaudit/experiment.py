@@ -172,6 +172,7 @@ def self_audit(
                     infos,
                     query_name,
                     n_references,
+                    tuple(trained[j] for j in others),
                 ),
             )
         )
@@ -197,6 +198,7 @@ def _audit_one_target(
     infos: list[dict],
     query_name: str,
     n_references: int,
+    models: tuple = (),
 ) -> list[AttackEvaluation]:
     """The audit loop of :func:`~miaudit.audit.run_audit` on one pool model as the target."""
     reference_evidence = ReferenceEvidence(
@@ -206,6 +208,7 @@ def _audit_one_target(
         population_target=target_obs.select_records(z_rows),
         model_info=infos,
         queries=query_name,
+        models=models,
     )
     records = target_obs.record_ids
     evidence = Evidence(

@@ -349,6 +349,23 @@ def run_config(
     )
     target_recipe = build_target_recipe(config, dataset)
     references = build_reference_setup(config, target_recipe)
+    if config.target.recipe is not None and target_access(config) >= AccessLevel.WHITE_BOX:
+        # Layer names in attack entries are checked on an untrained copy of the network.
+        from miaudit.attacks.registry import build_attacks, default_attacks
+        from miaudit.audit import check_attacks_against_model
+        from miaudit.models import build_model
+
+        entries = config.attack_entries()
+        specs = build_attacks(
+            entries if entries is not None else default_attacks(target_access(config))
+        )
+        blank = build_model(
+            target_recipe.architecture,
+            input_shape=dataset.input_shape,
+            n_classes=dataset.n_classes,
+            **target_recipe.arch_params,
+        )
+        check_attacks_against_model(specs, blank)
     notify("preparing the target")
     target, info, _ = build_target(
         config,

@@ -36,7 +36,7 @@ from miaudit.data.split import AuditSplit
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.recipe_match import RecipeMatch, measure_recipe_match
 from miaudit.signals.observations import Observations
-from miaudit.targets.adapters import Target
+from miaudit.targets.adapters import AccessLevel, Target
 from miaudit.validation import is_int
 
 #: Population records RMIA compares each audited record with, at most (a random subset).
@@ -281,7 +281,7 @@ class ReferenceEvidence:
     """
 
     audited_references: Observations
-    audited_target: Observations
+    audited_target: Observations | None  # None for a label-only target
     population_references: Observations | None
     population_target: Observations | None
     model_info: list[dict] = field(default_factory=list)
@@ -289,6 +289,9 @@ class ReferenceEvidence:
     match: RecipeMatch | None = None
     design: ReferenceDesign | None = None
     calibration: dict | None = None
+    #: The reference models themselves (``TrainedModel``, pool order), for attacks that
+    #: read more than their answers (the white-box attack's gradients).
+    models: tuple = ()
 
     @property
     def n_models(self) -> int:
@@ -303,6 +306,7 @@ class ReferenceEvidence:
             audited_references=self.audited_references.select_models(models),
             population_references=None if pop is None else pop.select_models(models),
             model_info=self.model_info[:k],
+            models=self.models[:k],
         )
 
     def describe(self) -> dict:
@@ -483,10 +487,13 @@ def gather_reference_evidence(
     query_name, queries = reference_queries(target, dataset, setup)
     design = design or plan_references(split, setup)
     audited = design.audited
-    if audited_target is None:
+    # A label-only target has no losses to compare the references with: they are trained
+    # the same way, but neither calibrated, matched nor reseeded against it.
+    answers = target.access >= AccessLevel.PROBABILITIES
+    if audited_target is None and answers:
         audited_target = observe_models([target], dataset, audited, queries=queries)
     recipe, calibration = setup.recipe, None
-    if setup.calibrate:
+    if setup.calibrate and answers:
         recipe, calibration = calibrate_epochs(
             audited_target, dataset, design, setup, split.is_member, progress=progress
         )
@@ -506,9 +513,20 @@ def gather_reference_evidence(
     population = design.population
     if population.size:
         pop_refs = pool.observe(population, queries=queries)
-        pop_target = pool.observe_target(target, population, queries=queries)
+        pop_target = pool.observe_target(target, population, queries=queries) if answers else None
     else:
         pop_refs = pop_target = None
+    if not answers:
+        return ReferenceEvidence(
+            audited_refs,
+            None,
+            pop_refs,
+            None,
+            [pool.model_info(k) for k in range(n_models)],
+            query_name,
+            design=design,
+            models=tuple(pool.models_),
+        )
 
     def match_of(refs: Observations) -> RecipeMatch:
         return measure_recipe_match(
@@ -539,6 +557,7 @@ def gather_reference_evidence(
         match=match,
         design=design,
         calibration=calibration,
+        models=tuple(pool.models_),
     )
 
 

@@ -147,6 +147,25 @@ CORPUS: dict[str, tuple[object, str]] = {
         {**_with("target", {"model_file": "m.pt"}), "attacks": ["lira"]},
         "recipe|model_file",
     ),
+    "white-box attack on a black-box target": (
+        {**_with("target.access", "probabilities"), "attacks": ["whitebox"]},
+        "needs white_box access",
+    ),
+    "unknown layer": (
+        _with("attacks", [{"name": "whitebox", "gradients_to_exploit": ["fc9"]}]),
+        "gradients_to_exploit: no gradient layer named 'fc9'.*layers are 1: ",
+    ),
+    "bad attack optimizer": (
+        _with("attacks", [{"name": "whitebox", "optimizer": "lbfgs"}]),
+        "optimizer must be one of",
+    ),
+    "gradient boundary on a label-only target": (
+        {
+            **_with("target.access", "label_only"),
+            "attacks": [{"name": "boundary", "method": "gradient"}],
+        },
+        "needs white_box access",
+    ),
     # references
     "unknown queries": (
         {**_with("references", {"queries": "rotations"}), "attacks": ["lira"]},

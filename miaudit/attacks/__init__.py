@@ -33,6 +33,9 @@ _EXPORTS = {
     "ShadowCoverageWarning": "miaudit.attacks.shadow",
     "ShadowModelAttack": "miaudit.attacks.shadow",
     "per_class_metrics": "miaudit.attacks.shadow",
+    "WhiteBoxAttack": "miaudit.attacks.whitebox",
+    "AugmentationAttack": "miaudit.attacks.label_only",
+    "BoundaryDistanceAttack": "miaudit.attacks.label_only",
 }
 
 __all__ = sorted(_EXPORTS)

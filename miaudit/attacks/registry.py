@@ -29,6 +29,9 @@ ATTACK_CLASSES: dict[str, str] = {
     "attack_r": "miaudit.attacks.attack_r:AttackR",
     "classifier": "miaudit.attacks.classifier:ClassifierAttack",
     "shadow": "miaudit.attacks.shadow:ShadowModelAttack",
+    "whitebox": "miaudit.attacks.whitebox:WhiteBoxAttack",
+    "augmentation": "miaudit.attacks.label_only:AugmentationAttack",
+    "boundary": "miaudit.attacks.label_only:BoundaryDistanceAttack",
 }
 
 #: Parameters the audit consumes itself rather than the attack's constructor.
@@ -147,7 +150,10 @@ def as_attack_spec(entry: Any) -> AttackSpec:
     if hasattr(entry, "fit") and hasattr(entry, "score"):
         if hasattr(entry, "check_params"):
             entry.check_params()
-        label = getattr(entry, "metric", None) or type(entry).__name__
+        named = getattr(entry, "default_label", None)
+        label = getattr(entry, "metric", None) or (
+            named() if callable(named) else type(entry).__name__
+        )
         refs = DEFAULT_NUM_REFERENCES if requirements_of(entry).references else None
         return AttackSpec(str(label), entry, refs)
     raise InvalidAuditInput(

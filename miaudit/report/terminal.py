@@ -121,6 +121,13 @@ def print_summary(
     console.print(table)
     if unresolvable:
         console.print("† too few non-members to resolve this FPR", style="dim")
+    spent = [
+        f"{label} {d['queries_per_record']['mean']:.1f} (max {d['queries_per_record']['max']})"
+        for label, d in (report["target"].get("attack_details") or {}).items()
+        if isinstance(d, dict) and "queries_per_record" in d
+    ]
+    if spent:
+        console.print(Text("Label queries per record: " + ", ".join(spent)))
     refs = report["target"].get("references") or {}
     if refs.get("recipe_match") is not None:
         console.print(_match_table(refs["recipe_match"]))
