@@ -35,7 +35,12 @@ from reference_attacks import LOCATION
 from reference_power import CIFAR10, cifar_split, location_split
 
 import miaudit
-from miaudit.attacks import AugmentationAttack, BoundaryDistanceAttack, WhiteBoxAttack
+from miaudit.attacks import (
+    AugmentationAttack,
+    BoundaryDistanceAttack,
+    GradientNormAttack,
+    WhiteBoxAttack,
+)
 from miaudit.attacks.registry import AttackSpec
 from miaudit.audit import run_audit
 from miaudit.data import load_dataset
@@ -55,6 +60,7 @@ def attack_specs() -> tuple[list[AttackSpec], list[AttackSpec]]:
         AttackSpec("nasr_whitebox@4", WhiteBoxAttack(), K),
         AttackSpec("nasr_blackbox@4", WhiteBoxAttack(gradients_to_exploit=()), K),
         AttackSpec("boundary_gradient", BoundaryDistanceAttack(method="gradient")),
+        AttackSpec("gradient_norm", GradientNormAttack(layers=())),
     ]
     labels = [
         AttackSpec("gap", "gap"),

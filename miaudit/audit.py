@@ -282,9 +282,12 @@ def run_audit(
     if evidence.references is not None:
         warnings_ += reference_warnings(evidence.references, dataset.n_classes)
     evaluations, scores, facts = run_attacks(evidence, plan.specs, settings, progress=progress)
+    from miaudit.targets.defenses import defenses_of
+
     info = {
         "description": target.description,
         "access": target.access.label,
+        **({"defenses": defenses_of(target)} if defenses_of(target) else {}),
         "n_classes": target.n_classes,
         "train_accuracy": float(signals.correct[is_member].mean()),
         "test_accuracy": float(signals.correct[~is_member].mean()),

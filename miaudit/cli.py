@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         help="allow loading a model file that needs pickle (only for files you created)",
     )
 
+    sweep = sub.add_parser(
+        "sweep", help="audit every defense setting of a YAML file's 'sweep:' list"
+    )
+    sweep.add_argument("config", type=Path, help="YAML audit file with a 'sweep:' list")
+    sweep.add_argument("--out", type=Path, help="output folder (default: the file's output)")
+    sweep.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+    sweep.add_argument("--trust-pickle", action="store_true", help="as for audit")
+
     datasets = sub.add_parser("datasets", help="list the data sets found and where")
     datasets.add_argument("--data-dir", type=Path, help="folder holding the data sets")
     return parser
@@ -71,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_demo(args, console)
         if args.command == "audit":
             return _run_audit_file(args, console)
+        if args.command == "sweep":
+            return _run_sweep_file(args, console)
         return _list_datasets(args, console)
     except InvalidAuditInput as error:
         if args.debug:
@@ -109,6 +119,46 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
     # attacks and settings before PyTorch is imported or any data is loaded.
     check_writable_dir(out, "--out")
     return _execute(config, out, console, data_dir=args.data_dir, trust_pickle=args.trust_pickle)
+
+
+def _run_sweep_file(args: argparse.Namespace, console) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from miaudit.config import load_config
+    from miaudit.validation import check_writable_dir
+
+    config = load_config(args.config)
+    out = args.out or config.output
+    if out is None:
+        raise InvalidAuditInput(
+            f"{args.config}: no output folder; give --out DIR or an 'output:' field"
+        )
+    check_writable_dir(out, "--out")
+    from miaudit.sweep import plan_sweep, run_sweep, sweep_table
+
+    plan_sweep(config)  # every setting checked before the first model trains
+
+    def on_stage(message: str) -> None:
+        console.log(Text(message))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each setting's caveats are in its own report
+        result = run_sweep(
+            config, data_dir=args.data_dir, trust_pickle=args.trust_pickle, on_stage=on_stage
+        )
+    from miaudit.report.sweep_report import write_sweep_report
+
+    paths = write_sweep_report(result, out)
+    rows = sweep_table(result.rows)
+    table = Table(title="Defenses and their price", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows[1:]:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
+    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+    return EXIT_OK
 
 
 def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int:

@@ -76,6 +76,21 @@ class SklearnSection(_Section):
     seed: StrictInt = 0
 
 
+class OutputDefense(_Section):
+    """One output defense: ``top_k`` (``k``), ``rounding`` (``decimals``), ``temperature``
+    (``temperature``), ``noise`` (``scale``, ``seed``) or ``label_only``."""
+
+    name: Literal["top_k", "rounding", "temperature", "noise", "label_only"]
+    k: StrictInt | None = Field(default=None, ge=1)
+    decimals: StrictInt | None = Field(default=None, ge=0, le=8)
+    temperature: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    scale: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    seed: StrictInt | None = None
+
+    def params(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if k != "name" and v is not None}
+
+
 #: Model files a target can be loaded from (``.pkl`` and kin only with ``--trust-pickle``).
 MODEL_FILE_SUFFIXES = (".pt", ".pth", ".skops", ".pkl", ".pickle", ".joblib")
 
@@ -88,6 +103,9 @@ class TargetSection(_Section):
     model_file: Path | None = None
     access: Literal["auto", "white_box", "logits", "probabilities", "label_only"] = "auto"
     description: str | None = None
+    #: Output defenses wrapped around the model's answers, innermost first:
+    #: ``[{name: top_k, k: 3}, {name: rounding, decimals: 2}]`` (see miaudit.targets.defenses).
+    defenses: list[OutputDefense] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TargetSection:
@@ -171,6 +189,18 @@ class ReferencesSection(_Section):
         return list(self.calibrate)
 
 
+class SweepSetting(_Section):
+    """One defense setting of ``miaudit sweep``: changes to the target's recipe (training
+    options such as ``weight_decay``, ``label_smoothing``, ``mixup_alpha``,
+    ``dp_target_epsilon``; architecture ``params`` such as ``dropout``) and/or output
+    ``defenses``. References and shadow models train with the same recipe."""
+
+    label: str = Field(min_length=1)
+    training: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    defenses: list[OutputDefense] = Field(default_factory=list)
+
+
 class AuditConfig(_Section):
     """A whole audit. See README.md for an example."""
 
@@ -182,6 +212,8 @@ class AuditConfig(_Section):
     references: ReferencesSection | None = None
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     output: Path | None = None
+    #: Defense settings for ``miaudit sweep`` (ignored by ``miaudit audit``).
+    sweep: list[SweepSetting] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -174,6 +174,7 @@ def build_target(
             "training_seconds": round(trained.seconds, 3),
             "origin": "trained by miaudit from the audit file's recipe",
             "from_cache": cached,
+            **({"privacy": trained.privacy} if trained.privacy else {}),
         }
         return target, info, recipe
     if section.sklearn is not None:
@@ -376,6 +377,11 @@ def run_config(
         recipe=target_recipe,
         on_stage=on_stage,
     )
+    if config.target.defenses:
+        from miaudit.targets.defenses import output_defense
+
+        for defense in config.target.defenses:
+            target = output_defense(target, defense.name, **defense.params())
     result = run_audit(
         target,
         dataset,

@@ -27,8 +27,7 @@ from miaudit.validation import check_readable_file, check_writable_dir
 __all__ = ["preflight", "target_access"]
 
 
-def target_access(config: AuditConfig) -> AccessLevel:
-    """The access level the target will be declared with, known before it exists."""
+def _model_access(config: AuditConfig) -> AccessLevel:
     section = config.target
     if section.access != "auto":
         return AccessLevel.parse(section.access)
@@ -38,6 +37,23 @@ def target_access(config: AuditConfig) -> AccessLevel:
         return AccessLevel.PROBABILITIES
     torch_file = Path(section.model_file).suffix.lower() in (".pt", ".pth")
     return AccessLevel.WHITE_BOX if torch_file else AccessLevel.PROBABILITIES
+
+
+def target_access(config: AuditConfig) -> AccessLevel:
+    """The access level the target will be declared with, known before it exists: the
+    model's, lowered by its output defenses (probabilities, or labels only)."""
+    access = _model_access(config)
+    for defense in config.target.defenses:
+        if defense.name == "label_only":
+            access = AccessLevel.LABEL_ONLY
+        else:
+            if access < AccessLevel.PROBABILITIES:
+                raise InvalidAuditInput(
+                    f"target.defenses: {defense.name!r} transforms probabilities, but the "
+                    f"answers before it are {access.label}; put label_only last"
+                )
+            access = min(access, AccessLevel.PROBABILITIES)
+    return access
 
 
 def preflight(config: AuditConfig) -> None:

@@ -490,6 +490,11 @@ def gather_reference_evidence(
     # A label-only target has no losses to compare the references with: they are trained
     # the same way, but neither calibrated, matched nor reseeded against it.
     answers = target.access >= AccessLevel.PROBABILITIES
+    from miaudit.targets.defenses import same_defenses
+
+    # References answer through the target's output defenses (the attacker knows them);
+    # behind labels only there is nothing to compare, and label attacks query the models.
+    answer_as = same_defenses(target) if answers else None
     if audited_target is None and answers:
         audited_target = observe_models([target], dataset, audited, queries=queries)
     recipe, calibration = setup.recipe, None
@@ -509,10 +514,10 @@ def gather_reference_evidence(
     )
     pool.train(progress=progress)
 
-    audited_refs = pool.observe(audited, queries=queries)
+    audited_refs = pool.observe(audited, queries=queries, answer_as=answer_as)
     population = design.population
     if population.size:
-        pop_refs = pool.observe(population, queries=queries)
+        pop_refs = pool.observe(population, queries=queries, answer_as=answer_as)
         pop_target = pool.observe_target(target, population, queries=queries) if answers else None
     else:
         pop_refs = pop_target = None
@@ -542,9 +547,9 @@ def gather_reference_evidence(
         if not unmatched:
             break
         pool.reseed(unmatched, progress=progress)
-        audited_refs = pool.observe(audited, queries=queries)
+        audited_refs = pool.observe(audited, queries=queries, answer_as=answer_as)
         if population.size:
-            pop_refs = pool.observe(population, queries=queries)
+            pop_refs = pool.observe(population, queries=queries, answer_as=answer_as)
         match = match_of(audited_refs)
     model_info = [pool.model_info(k) for k in range(n_models)]
     return ReferenceEvidence(

@@ -146,6 +146,7 @@ WHITEBOX_ATTACKS = [
     {"name": "whitebox", "train_on": "shadow", "label": "shadow"},
     {"name": "whitebox", "gradients_to_exploit": [], "num_references": 2, "label": "blackbox"},
     {"name": "boundary", "method": "gradient", "label": "boundary_gradient"},
+    {"name": "gradient_norm", "layers": []},
 ]
 
 

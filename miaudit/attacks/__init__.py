@@ -34,6 +34,7 @@ _EXPORTS = {
     "ShadowModelAttack": "miaudit.attacks.shadow",
     "per_class_metrics": "miaudit.attacks.shadow",
     "WhiteBoxAttack": "miaudit.attacks.whitebox",
+    "GradientNormAttack": "miaudit.attacks.whitebox",
     "AugmentationAttack": "miaudit.attacks.label_only",
     "BoundaryDistanceAttack": "miaudit.attacks.label_only",
 }

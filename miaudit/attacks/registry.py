@@ -30,6 +30,7 @@ ATTACK_CLASSES: dict[str, str] = {
     "classifier": "miaudit.attacks.classifier:ClassifierAttack",
     "shadow": "miaudit.attacks.shadow:ShadowModelAttack",
     "whitebox": "miaudit.attacks.whitebox:WhiteBoxAttack",
+    "gradient_norm": "miaudit.attacks.whitebox:GradientNormAttack",
     "augmentation": "miaudit.attacks.label_only:AugmentationAttack",
     "boundary": "miaudit.attacks.label_only:BoundaryDistanceAttack",
 }

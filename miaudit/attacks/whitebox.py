@@ -41,7 +41,7 @@ from miaudit.signals.evidence import Evidence
 from miaudit.targets.adapters import AccessLevel
 from miaudit.validation import is_int, is_real
 
-__all__ = ["WhiteBoxAttack"]
+__all__ = ["GradientNormAttack", "WhiteBoxAttack"]
 
 _TRAIN_ON = ("references", "shadow", "known_members")
 
@@ -430,3 +430,65 @@ class WhiteBoxAttack(BaseEstimator):
         inputs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         self.shadow_sizes_ = (size, len(splits))
         return inputs, np.concatenate(member)
+
+
+class GradientNormAttack(BaseEstimator):
+    """Threshold on the norm of a record's loss gradient: a model fits its members closely,
+    so their gradients are small (Nasr et al. 2019, Fig. 6). The cheapest white-box signal:
+    no attack network, no reference model; the score is minus the L2 norm of the gradient
+    with respect to the chosen layers' weights (all of them concatenated).
+
+    Parameters
+    ----------
+    layers : sequence of int or str
+        Layers whose weight gradients count: names, or 1-based indices among the leaf
+        modules that hold a weight (``-1``: the last). Empty: every such layer.
+    """
+
+    family: ClassVar[str] = "whitebox"
+
+    def __init__(self, *, layers: Sequence[int | str] = (-1,)) -> None:
+        self.layers = layers
+
+    @property
+    def requirements(self) -> Requirements:
+        return Requirements(access=AccessLevel.WHITE_BOX)
+
+    def default_label(self) -> str:
+        return "gradient_norm"
+
+    def check_params(self) -> None:
+        if not _is_layer_list(self.layers):
+            raise InvalidAuditInput(
+                f"GradientNormAttack: layers must be a list of layer names or indices, got "
+                f"{self.layers!r}"
+            )
+
+    def check_model(self, module: Any) -> None:
+        from miaudit.signals.gradients import resolve_layers
+
+        self.check_params()
+        if self.layers:
+            resolve_layers(module, self.layers, kind="gradient", field="layers")
+
+    def fit(self, evidence: Evidence) -> Self:
+        from miaudit.signals.gradients import gradient_norms
+
+        self.check_params()
+        module = getattr(evidence.target, "module", None)
+        if module is None:
+            raise InvalidAuditInput("GradientNormAttack needs the target's weights")
+        x = evidence.dataset.x[evidence.records]
+        norms, self.layer_names_ = gradient_norms(
+            module, x, evidence.labels, list(self.layers) or None
+        )
+        self.scores_ = -np.sqrt((norms**2).sum(axis=1))
+        self.records_ = np.asarray(evidence.records).copy()
+        return self
+
+    def score(self, evidence: Evidence) -> np.ndarray:
+        if not hasattr(self, "scores_"):
+            raise NotFittedError("GradientNormAttack: call fit(evidence) first")
+        if not np.array_equal(np.asarray(evidence.records), self.records_):
+            raise InvalidAuditInput("GradientNormAttack scores the records it was fitted on")
+        return self.scores_.astype(np.float64)

@@ -156,6 +156,20 @@ class CachedModel:
     path: Path
 
 
+def _privacy(value: Any) -> dict | None:
+    """The accountant's record of a DP model, as plain numbers (None for other models)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("privacy must be a mapping")
+    out = {}
+    for key in ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate"):
+        out[key] = float(value[key])
+    out["steps"] = int(value["steps"])
+    out["accountant"] = str(value.get("accountant", "rdp"))
+    return out
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -284,6 +298,7 @@ class ModelCache:
             seconds=float(meta["seconds"]),
             seed=int(meta["seed"]),
             n_train=int(meta["n_train"]),
+            privacy=_privacy(meta.get("privacy")),
         )
         return CachedModel(key=key, trained=trained, path=model_path)
 
@@ -369,6 +384,7 @@ class ModelCache:
             seconds=float(trained.seconds),
             seed=int(trained.seed),
             n_train=int(trained.n_train),
+            privacy=getattr(trained, "privacy", None),
             recipe_fingerprint=recipe.fingerprint(),
             written=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )

@@ -76,6 +76,10 @@ def ensemble_ineligibility(recipe: object, dataset: Dataset) -> str | None:
         return "the MLP uses dropout"
     if recipe.training.augment and dataset.is_image:
         return "training augments images"
+    if recipe.training.private:
+        return "training is DP-SGD (Opacus trains one model at a time)"
+    if recipe.training.mixup_alpha > 0:
+        return "training uses mixup"
     return None
 
 

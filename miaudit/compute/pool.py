@@ -774,10 +774,18 @@ class ReferencePool:
         inc[:, found] = self._inclusion_sorted[:, pos[found]]
         return inc
 
-    def observe(self, records: np.ndarray, *, queries: QuerySet) -> Observations:
+    def observe(
+        self,
+        records: np.ndarray,
+        *,
+        queries: QuerySet,
+        answer_as: Callable[[Any], Any] | None = None,
+    ) -> Observations:
         """Every model's answers on ``records`` (dataset indices), with their inclusion.
 
-        Records that are not candidates count as OUT for every model.
+        Records that are not candidates count as OUT for every model. ``answer_as(model)``
+        turns each model into the target adapter the attacker queries, e.g. with the
+        audited target's output defenses (the attacker knows them).
 
         Returns
         -------
@@ -786,6 +794,8 @@ class ReferencePool:
         """
         models = self._check_trained()
         records = check_indices(records, self.dataset.n_records, "records")
+        if answer_as is not None:
+            models = [answer_as(m.model) for m in models]
         return observe_models(
             models,
             self.dataset,

@@ -55,6 +55,10 @@ class TrainedModel:
         The seed it was trained with.
     n_train : int
         Number of training records.
+    privacy : dict or None
+        For a DP-SGD model, what the accountant says it spent
+        (:class:`~miaudit.models.dp.PrivacySpent`): ε, δ, noise multiplier, clipping norm,
+        sampling rate, steps.
     """
 
     model: Any
@@ -63,6 +67,18 @@ class TrainedModel:
     seconds: float
     seed: int
     n_train: int
+    privacy: dict | None = None
+
+
+#: TrainingConfig fields added after the cache format was fixed, with their defaults.
+_LATER_DEFAULTS = {
+    "mixup_alpha": 0.0,
+    "dp_noise_multiplier": None,
+    "dp_target_epsilon": None,
+    "dp_delta": 1e-5,
+    "dp_max_grad_norm": 1.0,
+    "dp_poisson": True,
+}
 
 
 @runtime_checkable
@@ -185,12 +201,16 @@ class TorchRecipe:
             E.g. an image architecture on tabular records, or LeNet-5 on 64x64 images.
         """
         with torch.device("meta"):  # runs the checks; builds shapes only, allocates nothing
-            build_model(
+            model = build_model(
                 self.architecture,
                 input_shape=dataset.input_shape,
                 n_classes=dataset.n_classes,
                 **self.arch_params,
             )
+        if self.training.private:  # DP-SGD: layers that mix records (BatchNorm) are refused
+            from miaudit.models.dp import check_private_model
+
+            check_private_model(model)
 
     def fingerprint(self) -> str:
         """sha256 hex digest of the recipe's settings in canonical JSON.
@@ -201,6 +221,11 @@ class TorchRecipe:
         """
         training = self.training.to_dict()
         training.pop("device")
+        # Training defenses added later enter the fingerprint only when used, so that the
+        # recipes (and cached models) of before keep their keys.
+        for name, default in _LATER_DEFAULTS.items():
+            if training.get(name) == default:
+                training.pop(name)
         return _sha256_json(
             {
                 "kind": "torch",
@@ -270,6 +295,7 @@ class TorchRecipe:
             seconds=result.seconds,
             seed=seed,
             n_train=int(idx.size),
+            privacy=result.privacy,
         )
 
 

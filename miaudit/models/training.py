@@ -98,6 +98,19 @@ class TrainingConfig:
         Largest shift in pixels for ``augment``.
     label_smoothing : float
         Cross-entropy label smoothing in [0, 1).
+    mixup_alpha : float
+        Mixup (Zhang et al., ICLR 2018) when > 0: each batch is blended with a shuffled copy
+        of itself, ``lam ~ Beta(alpha, alpha)``, and so are the two labels' losses. A
+        training defense.
+    dp_noise_multiplier, dp_target_epsilon : float, optional
+        DP-SGD through Opacus (:mod:`miaudit.models.dp`) when either is given (not both):
+        the noise multiplier itself, or the ε to reach at ``dp_delta`` after ``epochs``.
+    dp_delta : float
+        δ of the accountant's (ε, δ).
+    dp_max_grad_norm : float
+        Per-sample gradient clipping norm.
+    dp_poisson : bool
+        Poisson sampling of the batches (what the accountant assumes).
     device : {"auto", "cpu", "cuda"}
         ``"auto"`` picks CUDA when available. Not part of a recipe's fingerprint.
     """
@@ -116,7 +129,18 @@ class TrainingConfig:
     augment: bool = False
     crop_padding: int = 4
     label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    dp_noise_multiplier: float | None = None
+    dp_target_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    dp_poisson: bool = True
     device: str = field(default="auto")
+
+    @property
+    def private(self) -> bool:
+        """True when the recipe trains with DP-SGD."""
+        return self.dp_noise_multiplier is not None or self.dp_target_epsilon is not None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -131,8 +155,14 @@ class TrainingConfig:
             "step_gamma",
             "warmup_fraction",
             "label_smoothing",
+            "mixup_alpha",
+            "dp_delta",
+            "dp_max_grad_norm",
         ):
             object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("dp_noise_multiplier", "dp_target_epsilon"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
 
     def validate(self) -> None:
         """Check every field and raise once, listing each bad one.
@@ -178,6 +208,30 @@ class TrainingConfig:
             p.append(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
         if self.device not in _DEVICES:
             p.append(f"device must be one of {_DEVICES}, got {self.device!r}")
+        if not is_real(self.mixup_alpha) or self.mixup_alpha < 0:
+            p.append(f"mixup_alpha must be a non-negative number, got {self.mixup_alpha!r}")
+        for name in ("dp_noise_multiplier", "dp_target_epsilon"):
+            value = getattr(self, name)
+            if value is not None and (not is_real(value) or value < 0):
+                p.append(f"{name} must be a non-negative number, got {value!r}")
+        if self.dp_noise_multiplier is not None and self.dp_target_epsilon is not None:
+            p.append("give dp_noise_multiplier or dp_target_epsilon, not both")
+        if self.dp_target_epsilon is not None and is_real(self.dp_target_epsilon):
+            if self.dp_target_epsilon <= 0:
+                p.append("dp_target_epsilon must be > 0")
+        if not is_real(self.dp_delta) or not 0 < self.dp_delta < 1:
+            p.append(f"dp_delta must lie in (0, 1), got {self.dp_delta!r}")
+        if not is_real(self.dp_max_grad_norm) or self.dp_max_grad_norm <= 0:
+            p.append(f"dp_max_grad_norm must be a positive number, got {self.dp_max_grad_norm!r}")
+        if not isinstance(self.dp_poisson, bool):
+            p.append(f"dp_poisson must be True or False, got {self.dp_poisson!r}")
+        private = self.dp_noise_multiplier is not None or self.dp_target_epsilon is not None
+        if private and is_real(self.mixup_alpha) and self.mixup_alpha > 0:
+            p.append("mixup blends records, so DP-SGD's per-record guarantee would not hold")
+        if private and not p:
+            from miaudit.models.dp import require_opacus
+
+            require_opacus()
         raise_if_problems("TrainingConfig", p)
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,6 +278,7 @@ class TrainResult:
     test_accuracy: float | None
     seconds: float
     epoch_losses: list[float]
+    privacy: dict | None = None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -526,6 +581,8 @@ def train_model(
     if device.type == "cuda":
         fork_devices = [device.index if device.index is not None else torch.cuda.current_device()]
 
+    privacy = None
+    mix_rng = np.random.default_rng(int(seed)) if config.mixup_alpha > 0 else None
     with torch.random.fork_rng(devices=fork_devices):
         # Dropout draws from the global generator; seed it here, inside the fork, so the
         # caller's global random state is untouched.
@@ -535,7 +592,27 @@ def train_model(
                 torch.cuda.manual_seed(int(seed))
         model.train()
         step = 0
-        for epoch in range(config.epochs):
+        if config.private:
+            from miaudit.models.dp import train_private
+
+            def report(epoch: int, mean_loss: float) -> None:
+                epoch_losses.append(mean_loss)
+                if progress is not None:
+                    progress(epoch + 1, config.epochs, mean_loss)
+
+            def augment_batch(xb):
+                return flip_and_shift(xb, config.crop_padding, generator, padding_mode="reflect")
+
+            privacy = train_private(
+                model,
+                xt,
+                yt,
+                config,
+                generator,
+                augment_batch=augment_batch if augment else None,
+                on_epoch=report,
+            ).to_dict()
+        for epoch in range(0 if config.private else config.epochs):
             order = torch.randperm(n, device=device, generator=generator)
             total = torch.zeros((), device=device)
             for lo, hi in bounds:
@@ -546,7 +623,18 @@ def train_model(
                 xb = xt[idx]
                 if augment:
                     xb = flip_and_shift(xb, config.crop_padding, generator, padding_mode="reflect")
-                loss = F.cross_entropy(model(xb), yt[idx], label_smoothing=config.label_smoothing)
+                yb = yt[idx]
+                if mix_rng is not None:
+                    lam = float(mix_rng.beta(config.mixup_alpha, config.mixup_alpha))
+                    partner = torch.randperm(hi - lo, device=device, generator=generator)
+                    out = model(lam * xb + (1.0 - lam) * xb[partner])
+                    loss = lam * F.cross_entropy(
+                        out, yb, label_smoothing=config.label_smoothing
+                    ) + (1.0 - lam) * F.cross_entropy(
+                        out, yb[partner], label_smoothing=config.label_smoothing
+                    )
+                else:
+                    loss = F.cross_entropy(model(xb), yb, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -583,4 +671,5 @@ def train_model(
         test_accuracy=test_acc,
         seconds=seconds,
         epoch_losses=epoch_losses,
+        privacy=privacy,
     )
