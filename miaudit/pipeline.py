@@ -221,6 +221,16 @@ def _train_target(
 
     cache_dir = config.references.cache_dir if config.references is not None else None
     options = {"eval_indices": split.nonmembers}
+    training = getattr(recipe, "training", None)
+    if training is not None and training.early_stopping_patience:
+        # Stopping on the audited non-members would pick the epoch that fits them best and
+        # understate the leak; the attacker's population is held out from both.
+        if split.population.size == 0:
+            raise InvalidAuditInput(
+                "target.recipe.training.early_stopping_patience: early stopping watches the "
+                "loss on held-out records, taken from split.population, which is empty"
+            )
+        options["eval_indices"] = split.population
     if on_epoch is not None:
         options["progress"] = on_epoch
     trained, cached = train_or_load(

@@ -174,3 +174,74 @@ def test_classic_audit_separates_runs_with_and_without_canaries(canary_world):
     assert audit.method == "classic" and audit.epsilon_lower > 0.5
     with pytest.raises(InvalidAuditInput, match="n_models"):
         classic_canary_audit(recipe, grown, train, canaries, n_models=3)
+
+
+# ------------------------------------------------------------------ early stopping
+
+
+def test_early_stopping_keeps_the_best_epoch_and_needs_held_out_records():
+    from miaudit.models.training import _mean_loss
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200, 6), dtype=np.float32), rng.integers(0, 3, 200)
+    config = TrainingConfig(
+        epochs=200,
+        batch_size=16,
+        optimizer="adam",
+        lr=1e-2,
+        schedule="constant",
+        device="cpu",
+        early_stopping_patience=5,
+    )
+    model = build_model("mlp", input_shape=(6,), n_classes=3, hidden=(32,), seed=0)
+    result = train_model(model, x[:100], y[:100], config, seed=0, eval_x=x[100:], eval_y=y[100:])
+    losses = result.validation_losses
+    assert len(losses) < 200 and result.best_epoch == int(np.argmin(losses)) + 1
+    assert len(losses) == result.best_epoch + 5  # stopped after 5 epochs without progress
+    import torch
+
+    held_out = _mean_loss(model, torch.from_numpy(x[100:]), torch.from_numpy(y[100:]), 512)
+    assert held_out == pytest.approx(min(losses), rel=1e-6)
+    with pytest.raises(InvalidAuditInput, match="early stopping needs held-out records"):
+        train_model(_mlp(), *_xy(), TrainingConfig(**BASE, early_stopping_patience=3), seed=0)
+    with pytest.raises(InvalidAuditInput, match="accountant does not count"):
+        TrainingConfig(**BASE, early_stopping_patience=3, dp_noise_multiplier=1.0)
+
+
+def test_a_target_that_stops_early_watches_the_population(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from miaudit.cli import main
+
+    config = {
+        "dataset": "digits",
+        "split": {"members": 150, "nonmembers": 150, "population": 300, "seed": 0},
+        "target": {
+            "recipe": {
+                "architecture": "mlp",
+                "params": {"hidden": [32]},
+                "training": {
+                    "epochs": 60,
+                    "batch_size": 32,
+                    "optimizer": "adam",
+                    "lr": 0.003,
+                    "schedule": "constant",
+                    "device": "cpu",
+                    "early_stopping_patience": 3,
+                },
+            }
+        },
+        "attacks": ["loss"],
+        "references": {"cache_dir": str(tmp_path / "c")},
+    }
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["audit", str(path), "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["target"]["training"]["early_stopping_patience"] == 3
+    config["split"]["population"] = 0
+    path.write_text(yaml.safe_dump(config))
+    assert main(["audit", str(path), "--out", str(tmp_path / "p")]) == 2
+    assert "split.population, which is empty" in capsys.readouterr().err

@@ -80,6 +80,8 @@ def ensemble_ineligibility(recipe: object, dataset: Dataset) -> str | None:
         return "training is DP-SGD (Opacus trains one model at a time)"
     if recipe.training.mixup_alpha > 0:
         return "training uses mixup"
+    if recipe.training.early_stopping_patience:
+        return "training stops early (each model at its own epoch)"
     return None
 
 

@@ -78,6 +78,7 @@ _LATER_DEFAULTS = {
     "dp_delta": 1e-5,
     "dp_max_grad_norm": 1.0,
     "dp_poisson": True,
+    "early_stopping_patience": 0,
 }
 
 

@@ -13,6 +13,7 @@ random state is the same before and after.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -111,6 +112,10 @@ class TrainingConfig:
         Per-sample gradient clipping norm.
     dp_poisson : bool
         Poisson sampling of the batches (what the accountant assumes).
+    early_stopping_patience : int
+        When > 0, stop once the loss on the held-out records (``eval_x``/``eval_y``, which
+        must then be given) has not improved for this many epochs, and keep the weights of
+        the best epoch. A training defense; the held-out records are never trained on.
     device : {"auto", "cpu", "cuda"}
         ``"auto"`` picks CUDA when available. Not part of a recipe's fingerprint.
     """
@@ -135,6 +140,7 @@ class TrainingConfig:
     dp_delta: float = 1e-5
     dp_max_grad_norm: float = 1.0
     dp_poisson: bool = True
+    early_stopping_patience: int = 0
     device: str = field(default="auto")
 
     @property
@@ -146,7 +152,13 @@ class TrainingConfig:
         self.validate()
         # Plain Python numbers, so that lr=1 and lr=1.0 (or numpy scalars) give the same
         # fingerprint and JSON.
-        for name in ("epochs", "batch_size", "step_size", "crop_padding"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "step_size",
+            "crop_padding",
+            "early_stopping_patience",
+        ):
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in (
             "lr",
@@ -223,6 +235,16 @@ class TrainingConfig:
             p.append(f"dp_delta must lie in (0, 1), got {self.dp_delta!r}")
         if not is_real(self.dp_max_grad_norm) or self.dp_max_grad_norm <= 0:
             p.append(f"dp_max_grad_norm must be a positive number, got {self.dp_max_grad_norm!r}")
+        patience = self.early_stopping_patience
+        if not is_int(patience) or patience < 0:
+            p.append(f"early_stopping_patience must be a non-negative int, got {patience!r}")
+        elif patience and (
+            self.dp_noise_multiplier is not None or self.dp_target_epsilon is not None
+        ):
+            p.append(
+                "early stopping looks at held-out records each epoch; with DP-SGD that is "
+                "extra privacy cost the accountant does not count"
+            )
         if not isinstance(self.dp_poisson, bool):
             p.append(f"dp_poisson must be True or False, got {self.dp_poisson!r}")
         private = self.dp_noise_multiplier is not None or self.dp_target_epsilon is not None
@@ -279,6 +301,8 @@ class TrainResult:
     seconds: float
     epoch_losses: list[float]
     privacy: dict | None = None
+    best_epoch: int | None = None
+    validation_losses: list[float] = field(default_factory=list)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -417,6 +441,12 @@ def accuracy(
     return float(np.mean(logits.argmax(axis=1) == yt.numpy()))
 
 
+def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """Mean cross-entropy of ``model`` on ``(x, y)`` in eval mode (held-out records)."""
+    logits = torch.from_numpy(predict_logits(model, x, batch_size=batch_size))
+    return float(F.cross_entropy(logits, y.cpu()))
+
+
 def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
@@ -517,6 +547,10 @@ def train_model(
         problems.append(f"seed must be a non-negative int, got {seed!r}")
     if (eval_x is None) != (eval_y is None):
         problems.append("eval_x and eval_y must be given together")
+    if isinstance(config, TrainingConfig) and config.early_stopping_patience and eval_x is None:
+        problems.append(
+            "early stopping needs held-out records (eval_x, eval_y) to watch the loss on"
+        )
     if not isinstance(model, nn.Module):
         problems.append(f"model must be a torch.nn.Module, got {type(model).__name__}")
     raise_if_problems("train_model", problems)
@@ -612,6 +646,8 @@ def train_model(
                 augment_batch=augment_batch if augment else None,
                 on_epoch=report,
             ).to_dict()
+        best = (math.inf, -1, None)  # validation loss, epoch, weights
+        validation_losses: list[float] = []
         for epoch in range(0 if config.private else config.epochs):
             order = torch.randperm(n, device=device, generator=generator)
             total = torch.zeros((), device=device)
@@ -645,6 +681,16 @@ def train_model(
             logger.debug("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, mean_loss)
             if progress is not None:
                 progress(epoch + 1, config.epochs, mean_loss)
+            if config.early_stopping_patience:
+                held_out = _mean_loss(model, ex, ey, _EVAL_BATCH.get(device.type, 2048))
+                validation_losses.append(held_out)
+                model.train()
+                if held_out < best[0]:
+                    best = (held_out, epoch, copy.deepcopy(model.state_dict()))
+                elif epoch - best[1] >= config.early_stopping_patience:
+                    break
+        if best[2] is not None:
+            model.load_state_dict(best[2])
 
     if not all(math.isfinite(v) for v in epoch_losses):
         warnings.warn(
@@ -672,4 +718,6 @@ def train_model(
         seconds=seconds,
         epoch_losses=epoch_losses,
         privacy=privacy,
+        best_epoch=None if best[2] is None else best[1] + 1,
+        validation_losses=validation_losses,
     )
