@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--data-dir", type=Path, help="folder holding the data sets")
     sweep.add_argument("--trust-pickle", action="store_true", help="as for audit")
 
+    unlearn = sub.add_parser(
+        "unlearn", help="run the deletion study of a YAML file's 'unlearning:' section"
+    )
+    unlearn.add_argument("config", type=Path, help="YAML audit file with 'unlearning:'")
+    unlearn.add_argument("--out", type=Path, help="output folder (default: the file's output)")
+    unlearn.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+
     datasets = sub.add_parser("datasets", help="list the data sets found and where")
     datasets.add_argument("--data-dir", type=Path, help="folder holding the data sets")
     return parser
@@ -81,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_audit_file(args, console)
         if args.command == "sweep":
             return _run_sweep_file(args, console)
+        if args.command == "unlearn":
+            return _run_unlearn_file(args, console)
         return _list_datasets(args, console)
     except InvalidAuditInput as error:
         if args.debug:
@@ -152,6 +161,43 @@ def _run_sweep_file(args: argparse.Namespace, console) -> int:
     paths = write_sweep_report(result, out)
     rows = sweep_table(result.rows)
     table = Table(title="Defenses and their price", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows[1:]:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
+    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+    return EXIT_OK
+
+
+def _run_unlearn_file(args: argparse.Namespace, console) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from miaudit.config import load_config
+    from miaudit.validation import check_writable_dir
+
+    config = load_config(args.config)
+    out = args.out or config.output
+    if out is None:
+        raise InvalidAuditInput(
+            f"{args.config}: no output folder; give --out DIR or an 'output:' field"
+        )
+    check_writable_dir(out, "--out")
+    if config.unlearning is None:
+        raise InvalidAuditInput(f"{args.config}: no 'unlearning:' section")
+    from miaudit.unlearn_study import run_unlearning, unlearning_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_unlearning(
+            config, data_dir=args.data_dir, on_stage=lambda m: console.log(Text(m))
+        )
+    from miaudit.report.unlearning_report import write_unlearning_report
+
+    paths = write_unlearning_report(result, out)
+    rows = unlearning_table(result.rows)
+    table = Table(title="Unlearning: deleted against never-seen records", title_justify="left")
     for column in rows[0]:
         table.add_column(column, overflow="fold")
     for row in rows[1:]:

@@ -201,6 +201,44 @@ class SweepSetting(_Section):
     defenses: list[OutputDefense] = Field(default_factory=list)
 
 
+class UnlearningMethod(_Section):
+    """One unlearning method of ``miaudit unlearn``: ``retrain``; ``sisa`` (``shards``,
+    ``slices``, ``aggregate``); ``finetune`` (``epochs``); ``gradient_ascent`` (``lr``,
+    ``steps``)."""
+
+    name: Literal["retrain", "sisa", "finetune", "gradient_ascent"]
+    shards: StrictInt = Field(default=5, ge=1)
+    slices: StrictInt = Field(default=1, ge=1)
+    aggregate: Literal["mean", "vote"] = "mean"
+    epochs: StrictInt = Field(default=2, ge=1)
+    lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
+    steps: StrictInt = Field(default=5, ge=1)
+
+
+class UnlearningSection(_Section):
+    """What ``miaudit unlearn`` deletes and how: ``fractions`` of the members (each drawn
+    from the original training set), or one ``klass``; the ``methods`` to compare; the
+    ``attacks`` (metric attacks) that check the forgetting."""
+
+    fractions: list[float] = Field(default_factory=lambda: [0.05, 0.10])
+    klass: StrictInt | None = None
+    methods: list[UnlearningMethod] = Field(
+        default_factory=lambda: [UnlearningMethod(name="retrain"), UnlearningMethod(name="sisa")]
+    )
+    attacks: list[Literal["loss", "confidence", "entropy", "modified_entropy", "gap"]] = Field(
+        default_factory=lambda: ["loss", "gap"]
+    )
+    seed: StrictInt = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> UnlearningSection:
+        if any(not 0 < f < 1 for f in self.fractions):
+            raise ValueError(f"fractions must lie in (0, 1), got {self.fractions}")
+        if not self.fractions and self.klass is None:
+            raise ValueError("give fractions or klass")
+        return self
+
+
 class AuditConfig(_Section):
     """A whole audit. See README.md for an example."""
 
@@ -214,6 +252,8 @@ class AuditConfig(_Section):
     output: Path | None = None
     #: Defense settings for ``miaudit sweep`` (ignored by ``miaudit audit``).
     sweep: list[SweepSetting] | None = None
+    #: The deletion study of ``miaudit unlearn`` (ignored by the other commands).
+    unlearning: UnlearningSection | None = None
 
     @model_validator(mode="before")
     @classmethod

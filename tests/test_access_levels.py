@@ -3,20 +3,17 @@ boundary-distance attacks, and access enforced both ways."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic import memorising_recipe, synthetic_dataset
 
 from miaudit.attacks import AugmentationAttack, BoundaryDistanceAttack, WhiteBoxAttack
 from miaudit.audit import plan_audit, run_audit
 from miaudit.data import make_split
 from miaudit.errors import AccessLevelError, InvalidAuditInput
-from miaudit.models import TorchRecipe, TrainingConfig, build_model
+from miaudit.models import build_model
 from miaudit.references import ReferenceSetup
 from miaudit.signals.gradients import (
     gradient_norms,
@@ -26,13 +23,6 @@ from miaudit.signals.gradients import (
 )
 from miaudit.targets import LabelOnlyTarget, TorchTarget
 from miaudit.targets.adapters import AccessLevel
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "false_alarms.py"
-_spec = importlib.util.spec_from_file_location("false_alarms_for_access", _PATH)
-_bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _bench
-_spec.loader.exec_module(_bench)
-
 
 # ------------------------------------------------------------------ per-record gradients
 
@@ -118,23 +108,11 @@ def world():
     """An MLP that memorises 800 synthetic records (train 1.00, test about 0.8), one that
     never saw the audited records, and the recipe both were trained by. 800 + 800 records
     put chance within ±0.05 AUC with more than 3 standard errors to spare."""
-    data = _bench.synthetic_dataset(n_samples=3200)
+    data = synthetic_dataset(n_samples=3200)
     split = make_split(
         data.n_records, n_members=800, n_nonmembers=800, n_population=1600, seed=0, labels=data.y
     )
-    recipe = TorchRecipe(
-        architecture="mlp",
-        arch_params={"hidden": (64,)},
-        training=TrainingConfig(
-            epochs=100,
-            batch_size=32,
-            optimizer="adam",
-            lr=1e-3,
-            weight_decay=0.0,
-            schedule="constant",
-            device="cpu",
-        ),
-    )
+    recipe = memorising_recipe()
     overfit = recipe.train(data, split.members, seed=0).model
     null = recipe.train(data, split.population[:800], seed=1).model
     return data, split, recipe, overfit, null

@@ -3,29 +3,20 @@ and a label-only attack still sees through confidence masking."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from synthetic import memorising_recipe, synthetic_dataset
 
 from miaudit.audit import plan_audit, run_audit
 from miaudit.cli import main
 from miaudit.data import make_split
 from miaudit.errors import AccessLevelError, InvalidAuditInput
-from miaudit.models import TorchRecipe, TrainingConfig
 from miaudit.targets import CallableTarget, LabelOnlyTarget, TorchTarget
 from miaudit.targets.adapters import AccessLevel
 from miaudit.targets.defenses import NoisyOutput, Rounded, Temperature, TopK, defenses_of
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "false_alarms.py"
-_spec = importlib.util.spec_from_file_location("false_alarms_for_defenses", _PATH)
-_bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _bench
-_spec.loader.exec_module(_bench)
 
 RNG = np.random.default_rng(0)
 PROBA = RNG.dirichlet(np.ones(6), size=50)
@@ -85,21 +76,9 @@ def test_defenses_compose_and_are_recorded():
 
 @pytest.fixture(scope="module")
 def overfit():
-    data = _bench.synthetic_dataset(n_samples=3200)
+    data = synthetic_dataset(n_samples=3200)
     split = make_split(data.n_records, n_members=800, n_nonmembers=800, seed=0, labels=data.y)
-    recipe = TorchRecipe(
-        architecture="mlp",
-        arch_params={"hidden": (64,)},
-        training=TrainingConfig(
-            epochs=100,
-            batch_size=32,
-            optimizer="adam",
-            lr=1e-3,
-            weight_decay=0.0,
-            schedule="constant",
-            device="cpu",
-        ),
-    )
+    recipe = memorising_recipe()
     return data, split, TorchTarget(recipe.train(data, split.members, seed=0).model, n_classes=4)
 
 

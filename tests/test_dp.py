@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import binom
 from sklearn.linear_model import LogisticRegression
+from synthetic import synthetic_dataset
 
 from miaudit.compute import ModelCache, train_or_load
 from miaudit.dp_audit import (
@@ -23,12 +21,6 @@ from miaudit.dp_audit import (
 from miaudit.errors import InvalidAuditInput
 from miaudit.models import SklearnRecipe, TorchRecipe, TrainingConfig, build_model
 from miaudit.models.training import train_model
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "false_alarms.py"
-_spec = importlib.util.spec_from_file_location("false_alarms_for_dp", _PATH)
-_bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _bench
-_spec.loader.exec_module(_bench)
 
 BASE = {"epochs": 2, "batch_size": 16, "optimizer": "sgd", "lr": 0.1, "schedule": "constant"}
 
@@ -120,7 +112,7 @@ def test_one_run_p_value_and_epsilon():
 
 @pytest.fixture(scope="module")
 def canary_world():
-    data = _bench.synthetic_dataset(n_samples=3000)
+    data = synthetic_dataset(n_samples=3000)
     grown, canaries = add_canaries(data, np.arange(2000, 2400), "mislabelled", seed=0)
     return grown, canaries, np.arange(1000)
 

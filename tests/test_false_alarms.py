@@ -8,17 +8,8 @@ controls flagged.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "false_alarms.py"
-_spec = importlib.util.spec_from_file_location("false_alarms_benchmark", _PATH)
-false_alarms = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = false_alarms  # dataclasses look their module up there
-_spec.loader.exec_module(false_alarms)
+from synthetic import false_alarms
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from synthetic import memorising_recipe, synthetic_dataset
 
 import miaudit.compat.privacy_meter as ml_privacy_meter
 from miaudit.errors import InvalidAuditInput
-from miaudit.models import TorchRecipe, TrainingConfig
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "false_alarms.py"
-_spec = importlib.util.spec_from_file_location("false_alarms_for_v1", _PATH)
-_bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _bench
-_spec.loader.exec_module(_bench)
 
 #: The tutorial's three configurations (its AlexNet indices become the last layers here).
 CONFIGURATIONS = {
@@ -38,21 +28,9 @@ EPOCHS = {"whitebox, last layer": 8, "whitebox, last two layers": 8, "blackbox":
 
 @pytest.fixture(scope="module")
 def v1_setting():
-    data = _bench.synthetic_dataset()
+    data = synthetic_dataset()
     members = np.arange(300)
-    recipe = TorchRecipe(
-        architecture="mlp",
-        arch_params={"hidden": (64,)},
-        training=TrainingConfig(
-            epochs=100,
-            batch_size=32,
-            optimizer="adam",
-            lr=1e-3,
-            weight_decay=0.0,
-            schedule="constant",
-            device="cpu",
-        ),
-    )
+    recipe = memorising_recipe()
     model = recipe.train(data, members, seed=0).model
     return data, members, model
 

@@ -3,12 +3,9 @@ verification by attack."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from synthetic import memorising_recipe, synthetic_dataset
 
 from miaudit.errors import InvalidAuditInput
 from miaudit.models import TorchRecipe, TrainingConfig
@@ -22,30 +19,12 @@ from miaudit.unlearning import (
     verify_forgetting,
 )
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "false_alarms.py"
-_spec = importlib.util.spec_from_file_location("false_alarms_for_unlearning", _PATH)
-_bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _bench
-_spec.loader.exec_module(_bench)
-
-RECIPE = TorchRecipe(
-    architecture="mlp",
-    arch_params={"hidden": (64,)},
-    training=TrainingConfig(
-        epochs=60,
-        batch_size=32,
-        optimizer="adam",
-        lr=1e-3,
-        weight_decay=0.0,
-        schedule="constant",
-        device="cpu",
-    ),
-)
+RECIPE = memorising_recipe(epochs=60)
 
 
 @pytest.fixture(scope="module")
 def world():
-    data = _bench.synthetic_dataset(n_samples=3000)
+    data = synthetic_dataset(n_samples=3000)
     members = np.arange(600)  # few records: the original memorises them
     never_seen = np.arange(2000, 2600)
     original = RECIPE.train(data, members, seed=0).model
@@ -130,3 +109,76 @@ def test_approximate_methods_can_be_audited_the_same_way(world):
     assert np.isfinite(loss_on_deleted(tuned))
     with pytest.raises(InvalidAuditInput, match="overlap"):
         verify_forgetting(TorchTarget(original, n_classes=4), data, deleted, deleted)
+
+
+def _unlearn_config(tmp_path, **unlearning) -> str:
+    import yaml
+
+    config = {
+        "dataset": "digits",
+        "split": {"members": 200, "nonmembers": 200, "seed": 0},
+        "target": {
+            "recipe": {
+                "architecture": "mlp",
+                "params": {"hidden": [32]},
+                "training": {
+                    "epochs": 10,
+                    "batch_size": 32,
+                    "optimizer": "adam",
+                    "lr": 0.001,
+                    "schedule": "constant",
+                    "device": "cpu",
+                },
+            }
+        },
+        "unlearning": unlearning,
+    }
+    path = tmp_path / "unlearn.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_unlearn_command_writes_its_report(tmp_path, capsys, monkeypatch):
+    import json
+
+    from miaudit.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    path = _unlearn_config(
+        tmp_path,
+        fractions=[0.05, 0.1],
+        methods=[{"name": "retrain"}, {"name": "sisa", "shards": 4}, {"name": "finetune"}],
+    )
+    assert main(["unlearn", path, "--out", str(tmp_path / "o")]) == 0
+    assert "Unlearning: deleted against never-seen records" in capsys.readouterr().out
+    report = json.loads((tmp_path / "o" / "unlearning.json").read_text())
+    rows = report["rows"]
+    assert [(r["request"], r["method"]) for r in rows][:3] == [
+        ("5% random", "full retraining"),
+        ("5% random", "SISA 4x1 (mean)"),
+        ("5% random", "fine-tune 2 epochs"),
+    ]
+    assert {r["n_deleted"] for r in rows} == {10, 20}
+    for row in rows:
+        assert {c["attack"] for c in row["attacks_after"]} == {"loss", "gap"}
+        assert row["full_retrain_seconds"] > 0
+    assert "<table>" in (tmp_path / "o" / "unlearning.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("unlearning", "message"),
+    [
+        ({"klass": 42, "fractions": []}, "class 42 has no member"),
+        ({"fractions": [1.0]}, "fractions must lie in"),
+        ({"methods": [{"name": "forget_everything"}]}, "unlearning.methods.0.name"),
+    ],
+)
+def test_bad_deletion_requests_exit_2_before_training(
+    tmp_path, capsys, monkeypatch, unlearning, message
+):
+    from miaudit.cli import main
+
+    monkeypatch.setattr(TorchRecipe, "train", lambda *a, **k: pytest.fail("trained"))
+    path = _unlearn_config(tmp_path, **unlearning)
+    assert main(["unlearn", path, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err

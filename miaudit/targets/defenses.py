@@ -10,8 +10,9 @@ more are refused before any work and attacks that need less still run. Wrappers 
 report, innermost first.
 
 None of them changes the predicted class except :class:`NoisyOutput` (noise can flip a
-close call): the model's accuracy is the same, which is exactly why confidence masking is
-tempting, and why label-only attacks are run against it (Choquette-Choo et al., ICML 2021).
+close call) and :class:`Rounded` (rounding can tie the top classes; the first wins): the
+model's accuracy is (nearly) the same, which is exactly why confidence masking is tempting,
+and why label-only attacks are run against it (Choquette-Choo et al., ICML 2021).
 """
 
 from __future__ import annotations
