@@ -407,9 +407,11 @@ def calibrate_epochs(
     is_member: np.ndarray,
     *,
     progress=None,
+    answer_as=None,
 ) -> tuple[Any, dict]:
     """Pick, among ``setup.calibrate``'s epoch counts, the one whose references best match
-    the target; return that recipe and a JSON-ready account of the choice.
+    the target; return that recipe and a JSON-ready account of the choice. ``answer_as``
+    wraps each reference as the target's answers are wrapped (its output defenses).
 
     For each candidate a pair of references (the pool's first two models: complementary
     halves of the audited records) is trained and compared with the target by
@@ -442,7 +444,7 @@ def calibrate_epochs(
             train_size=design.train_size,
         )
         pool.train(progress=progress)
-        refs = pool.observe(audited, queries=QuerySet.none())
+        refs = pool.observe(audited, queries=QuerySet.none(), answer_as=answer_as)
         match = measure_recipe_match(target_loss, target_correct, is_member, refs)
         rows.append(
             {
@@ -500,7 +502,13 @@ def gather_reference_evidence(
     recipe, calibration = setup.recipe, None
     if setup.calibrate and answers:
         recipe, calibration = calibrate_epochs(
-            audited_target, dataset, design, setup, split.is_member, progress=progress
+            audited_target,
+            dataset,
+            design,
+            setup,
+            split.is_member,
+            progress=progress,
+            answer_as=answer_as,
         )
     pool = ReferencePool(
         recipe,

@@ -17,7 +17,7 @@ fraction that deletes everything) exit with status 2.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ class UnlearningRow:
     seconds: float
     retrain_seconds: float
     trainings: int
+    deleted: np.ndarray = field(default=None, repr=False)
+    scores_after: dict = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -201,6 +203,8 @@ def run_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, o
                     seconds=float(seconds),
                     retrain_seconds=float(exact.seconds),
                     trainings=int(trainings),
+                    deleted=deleted,
+                    scores_after={c.attack: c.deleted_scores for c in after},
                 )
             )
     target = {

@@ -123,3 +123,17 @@ def test_yaml_defenses_lower_the_access_level(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["audit", str(path), "--out", str(tmp_path / "q")]) == 2
     assert "needs probabilities access" in capsys.readouterr().err  # loss behind labels
+
+
+def test_references_answer_through_the_same_defenses(overfit):
+    from miaudit.targets.defenses import same_defenses
+
+    data, _, target = overfit
+    defended = Rounded(TopK(target, 2), 1)
+    wrap = same_defenses(defended)
+    reference = wrap(target.module)  # any model, answering as the defended target does
+    assert defenses_of(reference) == defenses_of(defended)
+    proba = reference.predict_proba(data.x[:50])
+    assert ((proba > 0).sum(axis=1) <= 2).all()
+    np.testing.assert_allclose(proba, defended.predict_proba(data.x[:50]))
+    assert same_defenses(target) is None

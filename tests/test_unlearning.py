@@ -163,6 +163,9 @@ def test_unlearn_command_writes_its_report(tmp_path, capsys, monkeypatch):
         assert {c["attack"] for c in row["attacks_after"]} == {"loss", "gap"}
         assert row["full_retrain_seconds"] > 0
     assert "<table>" in (tmp_path / "o" / "unlearning.html").read_text()
+    with np.load(tmp_path / "o" / report["scores_file"]) as scores:
+        assert scores["row0_deleted"].size == rows[0]["n_deleted"]
+        assert scores["row0_loss"].shape == (rows[0]["n_deleted"],)
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,19 @@ import html
 import json
 from pathlib import Path
 
+import numpy as np
+
 from miaudit import __version__
 from miaudit.atomic import atomic_write
 from miaudit.report.json_report import to_jsonable
 from miaudit.unlearn_study import UnlearningResult, unlearning_table
 
 __all__ = ["write_unlearning_report"]
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def write_unlearning_report(result: UnlearningResult, out_dir: str | Path) -> dict[str, Path]:
@@ -26,6 +33,16 @@ def write_unlearning_report(result: UnlearningResult, out_dir: str | Path) -> di
         "question": "after unlearning, are deleted records distinguishable from records no "
         "model saw? AUC of deleted against never-seen records (0.5 when forgotten)",
     }
+    # Per-record scores stay out of the JSON (as in an audit's scores.npz): for row i,
+    # "row{i}_deleted" holds the deleted records' indices and "row{i}_{attack}" their
+    # scores on the unlearned model (higher = looks more like a member).
+    arrays = {}
+    for i, row in enumerate(result.rows):
+        arrays[f"row{i}_deleted"] = np.asarray(row.deleted, np.int64)
+        for attack, scores in row.scores_after.items():
+            arrays[f"row{i}_{attack}"] = np.asarray(scores, np.float64)
+    atomic_write(out / "unlearning_scores.npz", lambda tmp: _save_npz(tmp, arrays))
+    payload["scores_file"] = "unlearning_scores.npz"
     text = json.dumps(to_jsonable(payload), indent=2, ensure_ascii=False, allow_nan=False)
     atomic_write(out / "unlearning.json", lambda tmp: tmp.write_text(text + "\n", "utf-8"))
     table = unlearning_table(result.rows)
@@ -46,4 +63,8 @@ two-sample p-value; seconds of each method against full retraining.</p>
 </body></html>
 """
     atomic_write(out / "unlearning.html", lambda tmp: tmp.write_text(page, "utf-8"))
-    return {"json": out / "unlearning.json", "html": out / "unlearning.html"}
+    return {
+        "json": out / "unlearning.json",
+        "scores": out / "unlearning_scores.npz",
+        "html": out / "unlearning.html",
+    }
