@@ -228,6 +228,9 @@ class UnlearningSection(_Section):
     attacks: list[Literal["loss", "confidence", "entropy", "modified_entropy", "gap"]] = Field(
         default_factory=lambda: ["loss", "gap"]
     )
+    #: Reference models for U-LiRA (trained, then unlearned by each method); 0: no U-LiRA.
+    #: Used for retrain, finetune and gradient_ascent (a SISA per reference is not built).
+    ulira_references: StrictInt = Field(default=0, ge=0)
     seed: StrictInt = 0
 
     @model_validator(mode="after")
@@ -236,6 +239,8 @@ class UnlearningSection(_Section):
             raise ValueError(f"fractions must lie in (0, 1), got {self.fractions}")
         if not self.fractions and self.klass is None:
             raise ValueError("give fractions or klass")
+        if self.ulira_references % 2:
+            raise ValueError("ulira_references must be even (references come in pairs)")
         return self
 
 

@@ -99,12 +99,32 @@ def _describe(method: UnlearningMethod) -> str:
     return "full retraining"
 
 
+def _unlearn_fn(method: UnlearningMethod, recipe):
+    """The method as ``f(model, dataset, remaining, forget, seed)`` for U-LiRA's references."""
+    from miaudit.unlearning import finetune, gradient_ascent
+
+    if method.name == "finetune":
+        return lambda m, d, r, f, s: finetune(m, d, r, f, s, recipe=recipe, epochs=method.epochs)
+    if method.name == "gradient_ascent":
+        return lambda m, d, r, f, s: gradient_ascent(
+            m, d, r, f, s, lr=method.lr, steps=method.steps
+        )
+    return lambda m, d, r, f, s: recipe.train(d, r, seed=s).model
+
+
 def run_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, on_stage=None):
     """Run the study; nothing is written."""
     from miaudit.data import load_dataset
     from miaudit.pipeline import _torch_recipe, build_split
     from miaudit.targets import TorchTarget
-    from miaudit.unlearning import SISA, finetune, gradient_ascent, retrain, verify_forgetting
+    from miaudit.unlearning import (
+        SISA,
+        finetune,
+        gradient_ascent,
+        retrain,
+        ulira,
+        verify_forgetting,
+    )
 
     if config.unlearning is None:
         raise InvalidAuditInput("the audit file has no 'unlearning:' section")
@@ -191,6 +211,21 @@ def run_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, o
             after = verify_forgetting(
                 model_target, dataset, deleted, never_seen, attacks=section.attacks
             )
+            if section.ulira_references and method.name != "sisa":
+                notify(f"{name}: {label}: U-LiRA with {section.ulira_references} references")
+                after.append(
+                    ulira(
+                        recipe,
+                        dataset,
+                        split.members,
+                        deleted,
+                        never_seen,
+                        model_target,
+                        _unlearn_fn(method, recipe),
+                        n_references=section.ulira_references,
+                        seed=section.seed,
+                    )
+                )
             rows.append(
                 UnlearningRow(
                     request=name,

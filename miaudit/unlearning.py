@@ -14,19 +14,21 @@ forgot them.
   slice each is the "grouped retraining" of the common tutorial. Approximate methods are
   any ``callable(model, dataset, remaining, deleted, seed) -> model``
   (:func:`finetune` and :func:`gradient_ascent` are provided) and are audited the same way.
-- **Verification** (:func:`verify_forgetting`): the question is whether the deleted records
-  are distinguishable from records no model ever saw. Each attack's scores on the deleted
-  records and on fresh never-seen records give an AUC (about 0.5 when forgotten) with
-  DeLong's interval and a Mann-Whitney two-sample p-value, on the original model (where the
-  deleted records were members) and on the unlearned one. Exact methods come out at chance
-  by construction; a test checks it.
+- **Verification** (:func:`verify_forgetting`; per record, :func:`ulira`): the question is
+  whether the deleted records are distinguishable from records no model ever saw. Each
+  attack's scores on the deleted records and on fresh never-seen records give an AUC (about
+  0.5 when forgotten) with DeLong's interval and a Mann-Whitney two-sample p-value, on the
+  original model (where the deleted records were members) and on the unlearned one. Exact
+  methods come out at chance by construction; a test checks it. Population-level attacks
+  overstate forgetting (Hayes et al., SaTML 2025): :func:`ulira` tests each record against
+  references trained with it and unlearned by the same method.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,7 @@ __all__ = [
     "finetune",
     "gradient_ascent",
     "retrain",
+    "ulira",
     "verify_forgetting",
 ]
 
@@ -359,3 +362,82 @@ def verify_forgetting(
             )
         )
     return out
+
+
+def _scaled_logit(model, dataset: Dataset, records: np.ndarray) -> np.ndarray:
+    """φ = log p_y − log(1 − p_y) of each record's true class (LiRA's statistic)."""
+    from miaudit.signals import compute_signals
+    from miaudit.targets import as_target
+
+    target = model if hasattr(model, "access") else as_target(model, n_classes=dataset.n_classes)
+    return np.asarray(
+        compute_signals(target, dataset.x[records], dataset.y[records]).scaled_logit, np.float64
+    )
+
+
+def ulira(
+    recipe,
+    dataset: Dataset,
+    members: np.ndarray,
+    deleted: np.ndarray,
+    never_seen: np.ndarray,
+    unlearned_target,
+    unlearn: Callable[..., Any],
+    *,
+    n_references: int = 4,
+    seed: int = 0,
+) -> ForgettingCheck:
+    """U-LiRA (Hayes et al., "Inexact unlearning needs more careful evaluations", SaTML 2025):
+    a per-record test of forgetting with reference models that were themselves trained and
+    then unlearned by the same method.
+
+    The evaluation records ``E = deleted ∪ never_seen`` are split in complementary halves over
+    ``n_references`` models (each trains on the other members plus one half of ``E``, then
+    unlearns that half with ``unlearn``), so every record of ``E`` has ``n_references / 2``
+    references that trained on it and unlearned it and as many that never saw it. Each
+    record's score on ``unlearned_target`` is LiRA's likelihood ratio between the two
+    Gaussians of its scaled logit (a shared variance, as LiRA with few references), and the
+    result is the AUC of deleted against never-seen records. An exact method makes the two
+    reference groups one distribution, so it comes out at chance; an approximate one that
+    leaves traces does not.
+
+    ``unlearn(model, dataset, remaining, forget, seed) -> model`` (``finetune`` and
+    ``gradient_ascent`` fit with their keywords bound; exact retraining is
+    ``lambda m, d, r, f, s: recipe.train(d, r, seed=s).model``).
+    """
+    from miaudit.evaluation import auc_interval
+
+    if not is_int(n_references) or n_references < 2 or n_references % 2:
+        raise InvalidAuditInput(
+            f"ulira: n_references must be an even int >= 2, got {n_references!r}"
+        )
+    deleted = np.asarray(deleted, np.int64)
+    never_seen = np.asarray(never_seen, np.int64)
+    evaluation = np.concatenate([deleted, never_seen])
+    base = np.setdiff1d(members, deleted)  # the members every reference keeps
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(17,)))
+    n_pairs = n_references // 2
+    inside = np.zeros((n_references, evaluation.size), bool)
+    for pair in range(n_pairs):
+        half = rng.permutation(evaluation.size) < evaluation.size // 2
+        inside[2 * pair], inside[2 * pair + 1] = half, ~half
+    phi = np.empty((n_references, evaluation.size))
+    for k in range(n_references):
+        forget = evaluation[inside[k]]
+        k_seed = int(np.random.SeedSequence(seed, spawn_key=(19, k)).generate_state(1)[0])
+        trained = recipe.train(dataset, np.concatenate([base, forget]), seed=k_seed).model
+        model = unlearn(trained, dataset, base, forget, k_seed)
+        phi[k] = _scaled_logit(model, dataset, evaluation)
+    target_phi = _scaled_logit(unlearned_target, dataset, evaluation)
+    n_in = inside.sum(axis=0)
+    mu_in = (phi * inside).sum(axis=0) / n_in
+    mu_out = (phi * ~inside).sum(axis=0) / (n_references - n_in)
+    residuals = np.where(inside, phi - mu_in, phi - mu_out)
+    var = max(float(residuals.var()), 1e-12)  # one variance for every record
+    scores = ((target_phi - mu_out) ** 2 - (target_phi - mu_in) ** 2) / (2 * var)
+    is_deleted = np.arange(evaluation.size) < deleted.size
+    auc, low, high = auc_interval(scores, is_deleted)
+    p = float(mannwhitneyu(scores[is_deleted], scores[~is_deleted]).pvalue)
+    return ForgettingCheck(
+        "u_lira", auc, (low, high), p, deleted.size, never_seen.size, scores[is_deleted]
+    )

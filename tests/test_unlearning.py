@@ -148,6 +148,7 @@ def test_unlearn_command_writes_its_report(tmp_path, capsys, monkeypatch):
         tmp_path,
         fractions=[0.05, 0.1],
         methods=[{"name": "retrain"}, {"name": "sisa", "shards": 4}, {"name": "finetune"}],
+        ulira_references=2,
     )
     assert main(["unlearn", path, "--out", str(tmp_path / "o")]) == 0
     assert "Unlearning: deleted against never-seen records" in capsys.readouterr().out
@@ -160,7 +161,8 @@ def test_unlearn_command_writes_its_report(tmp_path, capsys, monkeypatch):
     ]
     assert {r["n_deleted"] for r in rows} == {10, 20}
     for row in rows:
-        assert {c["attack"] for c in row["attacks_after"]} == {"loss", "gap"}
+        expected = {"loss", "gap"} | ({"u_lira"} if "SISA" not in row["method"] else set())
+        assert {c["attack"] for c in row["attacks_after"]} == expected
         assert row["full_retrain_seconds"] > 0
     assert "<table>" in (tmp_path / "o" / "unlearning.html").read_text()
     with np.load(tmp_path / "o" / report["scores_file"]) as scores:
@@ -185,3 +187,45 @@ def test_bad_deletion_requests_exit_2_before_training(
     path = _unlearn_config(tmp_path, **unlearning)
     assert main(["unlearn", path, "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ulira_passes_exact_unlearning_and_catches_a_model_that_forgot_nothing(world):
+    from miaudit.unlearning import ulira
+
+    data, members, never_seen, original = world
+    deleted = deletion_request(members, data.y, fraction=0.5, seed=1)
+    never = never_seen[:300]
+    exact = retrain(RECIPE, data, members, deleted, seed=1)
+
+    def retrain_fn(model, dataset, remaining, forget, seed):
+        return RECIPE.train(dataset, remaining, seed=seed).model
+
+    passed = ulira(
+        RECIPE,
+        data,
+        members,
+        deleted,
+        never,
+        TorchTarget(exact.model, n_classes=4),
+        retrain_fn,
+        n_references=4,
+    )
+    assert abs(passed.auc - 0.5) < 0.08, passed  # chance, within about 3 standard errors
+
+    def forget_nothing(model, dataset, remaining, forget, seed):
+        return model
+
+    caught = ulira(
+        RECIPE,
+        data,
+        members,
+        deleted,
+        never,
+        TorchTarget(original, n_classes=4),
+        forget_nothing,
+        n_references=4,
+    )
+    assert caught.auc > 0.6 and caught.p_value < 1e-6
+    with pytest.raises(InvalidAuditInput, match="n_references"):
+        ulira(RECIPE, data, members, deleted, never, original, forget_nothing, n_references=3)
