@@ -5,8 +5,9 @@ LeNet-5: full retraining against SISA with 5 and 10 shards and one approximate m
 Runs :func:`miaudit.unlearn_study.run_unlearning` on an audit file built here: 10,000
 members and 5,000 never-seen records, LeNet-5 trained with SGD for 10 epochs. Prints, per
 deletion and method, the test accuracy before and after, the loss attack's AUC of deleted
-against never-seen records before and after (with its interval and p-value), and the
-seconds of the method against full retraining.
+against never-seen records before and after (with its interval and p-value), U-LiRA's
+(4 references trained and unlearned the same way; not for SISA), and the seconds of the
+method against full retraining.
 
     python benchmarks/unlearning.py                       # MNIST (../shared/data)
     python benchmarks/unlearning.py --datasets cifar10
@@ -55,6 +56,7 @@ def config(name: str) -> dict:
                 {"name": "finetune", "epochs": 2},
             ],
             "attacks": ["loss", "gap"],
+            "ulira_references": 4,
         },
     }
 

@@ -222,6 +222,8 @@ class UnlearningSection(_Section):
 
     fractions: list[float] = Field(default_factory=lambda: [0.05, 0.10])
     klass: StrictInt | None = None
+    #: A given list of records to delete (dataset indices, all of them members).
+    indices: list[StrictInt] | None = None
     methods: list[UnlearningMethod] = Field(
         default_factory=lambda: [UnlearningMethod(name="retrain"), UnlearningMethod(name="sisa")]
     )
@@ -237,8 +239,8 @@ class UnlearningSection(_Section):
     def _fractions(self) -> UnlearningSection:
         if any(not 0 < f < 1 for f in self.fractions):
             raise ValueError(f"fractions must lie in (0, 1), got {self.fractions}")
-        if not self.fractions and self.klass is None:
-            raise ValueError("give fractions or klass")
+        if not self.fractions and self.klass is None and self.indices is None:
+            raise ValueError("give fractions, klass or indices")
         if self.ulira_references % 2:
             raise ValueError("ulira_references must be even (references come in pairs)")
         return self

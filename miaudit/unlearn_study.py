@@ -78,6 +78,13 @@ def _requests(config: AuditConfig, members: np.ndarray, labels: np.ndarray):
 
     section = config.unlearning
     out = []
+    if section.indices is not None:
+        out.append(
+            (
+                f"{len(section.indices)} given records",
+                deletion_request(members, labels, indices=section.indices),
+            )
+        )
     if section.klass is not None:
         out.append(
             (f"class {section.klass}", deletion_request(members, labels, klass=section.klass))

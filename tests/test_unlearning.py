@@ -176,6 +176,8 @@ def test_unlearn_command_writes_its_report(tmp_path, capsys, monkeypatch):
         ({"klass": 42, "fractions": []}, "class 42 has no member"),
         ({"fractions": [1.0]}, "fractions must lie in"),
         ({"methods": [{"name": "forget_everything"}]}, "unlearning.methods.0.name"),
+        ({"indices": [99999], "fractions": []}, "not training members"),
+        ({"indices": list(range(1797)), "fractions": []}, "not training members"),
     ],
 )
 def test_bad_deletion_requests_exit_2_before_training(
