@@ -269,6 +269,7 @@ def unlearning_table(rows: list[UnlearningRow]) -> list[list[str]]:
         "AUC before",
         "AUC after [95%]",
         "p after",
+        "U-LiRA after",
         "seconds (retrain)",
     ]
     body = []
@@ -284,6 +285,14 @@ def unlearning_table(rows: list[UnlearningRow]) -> list[list[str]]:
                 f"{b['auc']:.3f} ({b['attack']})",
                 f"{a['auc']:.3f} [{low:.3f}, {high:.3f}]",
                 f"{a['p_value']:.3g}",
+                next(
+                    (
+                        f"{c['auc']:.3f} (p {c['p_value']:.2g})"
+                        for c in r.checks_after
+                        if c["attack"] == "u_lira"
+                    ),
+                    "-",
+                ),
                 f"{r.seconds:.1f} ({r.retrain_seconds:.1f})",
             ]
         )
