@@ -113,8 +113,11 @@ def _run_demo(args: argparse.Namespace, console) -> int:
     return _execute(demo_config(), args.out, console, data_dir=None, trust_pickle=False)
 
 
-def _run_audit_file(args: argparse.Namespace, console) -> int:
+def _config_and_out(args: argparse.Namespace):
+    """The audit file and its output folder, checked writable before any work: a report
+    that cannot be written fails now, not after the models have trained."""
     from miaudit.config import load_config
+    from miaudit.validation import check_writable_dir
 
     config = load_config(args.config)
     out = args.out or config.output
@@ -122,72 +125,60 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
         raise InvalidAuditInput(
             f"{args.config}: no output folder; give --out DIR or an 'output:' field"
         )
-    from miaudit.validation import check_writable_dir
-
-    # A report that cannot be written fails now; run_config's preflight then checks the
-    # attacks and settings before PyTorch is imported or any data is loaded.
     check_writable_dir(out, "--out")
+    return config, out
+
+
+def _print_table(console, title: str, rows: list[list[str]], paths: dict) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows[1:]:
+        table.add_row(*(Text(cell) for cell in row))  # user labels are never markup
+    console.print(table)
+    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+
+
+def _run_audit_file(args: argparse.Namespace, console) -> int:
+    # run_config's preflight then checks the attacks and settings before PyTorch is
+    # imported or any data is loaded.
+    config, out = _config_and_out(args)
     return _execute(config, out, console, data_dir=args.data_dir, trust_pickle=args.trust_pickle)
 
 
 def _run_sweep_file(args: argparse.Namespace, console) -> int:
-    from rich.table import Table
     from rich.text import Text
 
-    from miaudit.config import load_config
-    from miaudit.validation import check_writable_dir
-
-    config = load_config(args.config)
-    out = args.out or config.output
-    if out is None:
-        raise InvalidAuditInput(
-            f"{args.config}: no output folder; give --out DIR or an 'output:' field"
-        )
-    check_writable_dir(out, "--out")
     from miaudit.sweep import plan_sweep, run_sweep, sweep_table
 
+    config, out = _config_and_out(args)
     plan_sweep(config)  # every setting checked before the first model trains
-
-    def on_stage(message: str) -> None:
-        console.log(Text(message))
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # each setting's caveats are in its own report
         result = run_sweep(
-            config, data_dir=args.data_dir, trust_pickle=args.trust_pickle, on_stage=on_stage
+            config,
+            data_dir=args.data_dir,
+            trust_pickle=args.trust_pickle,
+            on_stage=lambda message: console.log(Text(message)),
         )
     from miaudit.report.sweep_report import write_sweep_report
 
     paths = write_sweep_report(result, out)
-    rows = sweep_table(result.rows)
-    table = Table(title="Defenses and their price", title_justify="left")
-    for column in rows[0]:
-        table.add_column(column, overflow="fold")
-    for row in rows[1:]:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
-    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+    _print_table(console, "Defenses and their price", sweep_table(result.rows), paths)
     return EXIT_OK
 
 
 def _run_unlearn_file(args: argparse.Namespace, console) -> int:
-    from rich.table import Table
     from rich.text import Text
 
-    from miaudit.config import load_config
-    from miaudit.validation import check_writable_dir
-
-    config = load_config(args.config)
-    out = args.out or config.output
-    if out is None:
-        raise InvalidAuditInput(
-            f"{args.config}: no output folder; give --out DIR or an 'output:' field"
-        )
-    check_writable_dir(out, "--out")
-    if config.unlearning is None:
-        raise InvalidAuditInput(f"{args.config}: no 'unlearning:' section")
     from miaudit.unlearn_study import run_unlearning, unlearning_table
 
+    config, out = _config_and_out(args)
+    if config.unlearning is None:
+        raise InvalidAuditInput(f"{args.config}: no 'unlearning:' section")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_unlearning(
@@ -196,14 +187,8 @@ def _run_unlearn_file(args: argparse.Namespace, console) -> int:
     from miaudit.report.unlearning_report import write_unlearning_report
 
     paths = write_unlearning_report(result, out)
-    rows = unlearning_table(result.rows)
-    table = Table(title="Unlearning: deleted against never-seen records", title_justify="left")
-    for column in rows[0]:
-        table.add_column(column, overflow="fold")
-    for row in rows[1:]:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
-    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+    title = "Unlearning: deleted against never-seen records"
+    _print_table(console, title, unlearning_table(result.rows), paths)
     return EXIT_OK
 
 
