@@ -201,6 +201,19 @@ class SweepSetting(_Section):
     defenses: list[OutputDefense] = Field(default_factory=list)
 
 
+class CanaryAuditSection(_Section):
+    """``miaudit sweep``'s canary audit of each setting's training (miaudit.dp_audit):
+    ``canaries`` mislabelled or out-of-distribution records made from the population,
+    audited in one run (Steinke et al.) or in ``n_models`` runs (``classic``)."""
+
+    canaries: StrictInt = Field(default=500, ge=2)
+    kind: Literal["mislabelled", "ood"] = "mislabelled"
+    method: Literal["one_run", "classic"] = "one_run"
+    n_models: StrictInt = Field(default=16, ge=4)
+    confidence: float = Field(default=0.95, ge=0.5, lt=1.0)
+    seed: StrictInt = 0
+
+
 class UnlearningMethod(_Section):
     """One unlearning method of ``miaudit unlearn``: ``retrain``; ``sisa`` (``shards``,
     ``slices``, ``aggregate``); ``finetune`` (``epochs``); ``gradient_ascent`` (``lr``,
@@ -259,6 +272,8 @@ class AuditConfig(_Section):
     output: Path | None = None
     #: Defense settings for ``miaudit sweep`` (ignored by ``miaudit audit``).
     sweep: list[SweepSetting] | None = None
+    #: A canary audit of every setting's training, next to the accountant's ε (sweep only).
+    canary_audit: CanaryAuditSection | None = None
     #: The deletion study of ``miaudit unlearn`` (ignored by the other commands).
     unlearning: UnlearningSection | None = None
 

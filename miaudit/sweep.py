@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class SweepRow:
     training_seconds: float | None
     risk: str
     skipped_attacks: list[str] = field(default_factory=list)
+    canary: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +74,7 @@ class SweepRow:
             "training_seconds": self.training_seconds,
             "risk": self.risk,
             "skipped_attacks": self.skipped_attacks,
+            "canary_audit": self.canary,
         }
 
 
@@ -205,7 +207,18 @@ def run_sweep(
         config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
     )
     _check_recipes(planned, dataset)  # before the first setting trains anything
+    if config.canary_audit is not None:
+        from miaudit.pipeline import build_split
+
+        split = build_split(config, dataset)
+        pool = split.population if split.population.size else split.nonmembers
+        if pool.size < config.canary_audit.canaries:
+            raise InvalidAuditInput(
+                f"canary_audit: {config.canary_audit.canaries} canaries are made from as many "
+                f"population records, and the split has {pool.size}"
+            )
     rows, results = [], []
+    canary_cache: dict = {}
     notify = on_stage or (lambda message: None)
     for i, (setting, derived, skipped) in enumerate(planned):
         notify(f"setting {i + 1}/{len(planned)}: {setting.label}")
@@ -218,8 +231,51 @@ def run_sweep(
             on_reference=on_reference,
         )
         results.append(result)
-        rows.append(_row(setting, result, skipped))
+        row = _row(setting, result, skipped)
+        if config.canary_audit is not None and derived.target.recipe is not None:
+            notify(f"setting {i + 1}/{len(planned)}: canary audit")
+            row = replace(row, canary=_canary(derived, dataset, canary_cache))
+        rows.append(row)
     return SweepResult(rows=rows, results=results, seconds=time.perf_counter() - started)
+
+
+def _canary(derived: AuditConfig, dataset, cache: dict) -> dict:
+    """The canary audit of a setting's training, once per distinct recipe (output defenses
+    do not change what the training leaks into the weights)."""
+    from miaudit.dp_audit import add_canaries, classic_canary_audit, one_run_audit
+    from miaudit.pipeline import _torch_recipe, build_split
+
+    section = derived.canary_audit
+    recipe = _torch_recipe(derived.target.recipe)
+    key = recipe.fingerprint()
+    if key in cache:
+        return cache[key]
+    split = build_split(derived, dataset)
+    pool = split.population if split.population.size else split.nonmembers
+    grown, canaries = add_canaries(
+        dataset, pool[: section.canaries], section.kind, seed=section.seed
+    )
+    if section.method == "one_run":
+        audit = one_run_audit(
+            recipe,
+            grown,
+            split.members,
+            canaries,
+            seed=section.seed,
+            confidence=section.confidence,
+        )
+    else:
+        audit = classic_canary_audit(
+            recipe,
+            grown,
+            split.members,
+            canaries,
+            n_models=section.n_models,
+            seed=section.seed,
+            confidence=section.confidence,
+        )
+    cache[key] = audit.to_dict()
+    return cache[key]
 
 
 def sweep_table(rows: list[SweepRow]) -> list[list[str]]:
@@ -235,6 +291,7 @@ def sweep_table(rows: list[SweepRow]) -> list[list[str]]:
         "best TPR@1% [95%]",
         "ε lower",
         "accountant ε",
+        "canary ε",
         "train s",
         "risk",
     ]
@@ -250,6 +307,7 @@ def sweep_table(rows: list[SweepRow]) -> list[list[str]]:
                 f"{r.best_tpr_at_1pct:.3f} {interval(*r.best_tpr_interval)} ({r.best_tpr_attack})",
                 f"{r.best_epsilon_lower:.2f}",
                 accountant,
+                "" if r.canary is None else f"{r.canary['epsilon_lower_bound']:.2f}",
                 seconds,
                 r.risk,
             ]

@@ -53,6 +53,7 @@ def test_sweep_audits_every_setting(tmp_path, capsys, monkeypatch):
             {"label": "<script>top-1</script>", "defenses": [{"name": "top_k", "k": 1}]},
             {"label": "labels only", "defenses": [{"name": "label_only"}]},
         ],
+        canary_audit={"canaries": 100, "seed": 0},
     )
     assert main(["sweep", path, "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
@@ -63,6 +64,13 @@ def test_sweep_audits_every_setting(tmp_path, capsys, monkeypatch):
     assert rows["DP-SGD"]["accountant_epsilon"] == pytest.approx(4.0, abs=0.05)
     assert rows["baseline"]["accountant_epsilon"] is None
     assert rows["labels only"]["skipped_attacks"] == ["loss", "rmia_offline"]
+    # One canary audit per distinct training: output defenses share the baseline's.
+    canary = {label: row["canary_audit"] for label, row in rows.items()}
+    assert canary["labels only"] == canary["baseline"] == canary["<script>top-1</script>"]
+    assert canary["DP-SGD"]["accountant_epsilon"] == pytest.approx(4.0, abs=0.05)
+    assert canary["DP-SGD"]["epsilon_lower_bound"] <= canary["DP-SGD"]["accountant_epsilon"]
+    assert canary["baseline"]["accountant_epsilon"] is None
+    assert canary["baseline"]["method"] == "one_run" and canary["baseline"]["n_canaries"] == 100
     assert rows["labels only"]["best_auc"]["attack"] == "gap"
     for row in rows.values():
         low, high = row["best_auc"]["interval"]
@@ -123,3 +131,12 @@ def test_a_dp_recipe_with_batchnorm_fails_validation_before_training():
     )
     with pytest.raises(InvalidAuditInput, match="DP-SGD cannot train this network"):
         recipe.validate(images)
+
+
+def test_a_canary_audit_larger_than_the_population_exits_2_before_training(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(TorchRecipe, "train", lambda *a, **k: pytest.fail("trained"))
+    path = _write(tmp_path, [{"label": "baseline"}], canary_audit={"canaries": 5000})
+    assert main(["sweep", path, "--out", str(tmp_path / "out")]) == 2
+    assert "canary_audit: 5000 canaries" in capsys.readouterr().err
