@@ -84,7 +84,7 @@ def _config(name: str, recipe: TorchRecipe, split, cache_dir: Path) -> dict:
     }
 
 
-def run(name: str, cache_dir: Path, tmp: Path) -> None:
+def run(name: str, cache_dir: Path, tmp: Path, out: Path | None = None) -> None:
     data = load_dataset(name)
     recipe = LOCATION if name == "location" else CIFAR10
     split = (location_split if name == "location" else cifar_split)(data.n_records, seed=0)
@@ -100,6 +100,11 @@ def run(name: str, cache_dir: Path, tmp: Path) -> None:
     started = time.perf_counter()
     result = run_sweep(config)
     print(f"\n## {name}: {len(SETTINGS)} settings, {time.perf_counter() - started:.0f} s")
+    if out is not None:
+        from miaudit.report.sweep_report import write_sweep_report
+
+        paths = write_sweep_report(result, out / name)
+        print(f"  report: {paths['html']}, plot: {paths['plot']}")
     for cells in sweep_table(result.rows):
         print(" | ".join(cells))
     # Canary audits (Steinke et al.'s one run) of the baseline and the DP-SGD settings.
@@ -131,6 +136,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="location")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "miaudit")
+    parser.add_argument("--out", type=Path, default=None, help="write each sweep report here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -141,7 +147,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
-            run(name.strip(), args.cache_dir, Path(tmp))
+            run(name.strip(), args.cache_dir, Path(tmp), args.out)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ def test_sweep_audits_every_setting(tmp_path, capsys, monkeypatch):
     dp_report = json.loads((tmp_path / "out" / rows["DP-SGD"]["report"]).read_text())
     assert dp_report["target"]["privacy"]["epsilon"] == pytest.approx(4.0, abs=0.05)
     assert dp_report["target"]["training"]["dp_target_epsilon"] == 4.0
+    plot = (tmp_path / "out" / "privacy_utility.svg").read_text()
+    assert "<svg" in plot and 'xmlns="http://www.w3.org/2000/svg"' in plot
+    assert "<script>" not in plot  # the hostile label is text there too
     html = (tmp_path / "out" / "sweep.html").read_text()
     assert "<script>top-1" not in html and "&lt;script&gt;top-1" in html
     assert "<svg" in html and "http" not in html.split("<svg", 1)[0].lower().replace(

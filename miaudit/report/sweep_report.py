@@ -121,6 +121,20 @@ def write_sweep_report(result: SweepResult, out_dir: str | Path) -> dict[str, Pa
     }
     text = json.dumps(to_jsonable(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     atomic_write(out / "sweep.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    page = _html(result, plot_privacy_utility(result), folders)
+    svg = plot_privacy_utility(result)
+    page = _html(result, svg, folders)
     atomic_write(out / "sweep.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
-    return {"json": out / "sweep.json", "html": out / "sweep.html"}
+    standalone = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        + svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"', 1)
+        if 'xmlns="http://www.w3.org/2000/svg"' not in svg
+        else svg
+    )
+    atomic_write(
+        out / "privacy_utility.svg", lambda tmp: tmp.write_text(standalone, encoding="utf-8")
+    )
+    return {
+        "json": out / "sweep.json",
+        "html": out / "sweep.html",
+        "plot": out / "privacy_utility.svg",
+    }
