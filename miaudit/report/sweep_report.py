@@ -34,14 +34,15 @@ def plot_privacy_utility(result: SweepResult) -> str:
 
     fig = Figure(figsize=(9, 3.8))
     left, right = fig.subplots(1, 2)
+    markers = "osD^v<>pPX*h"  # colours repeat after ten settings; markers tell them apart
     for i, row in enumerate(result.rows):
-        colour = _colour(i)
+        colour, marker = _colour(i), markers[i % len(markers)]
         low, high = row.best_tpr_interval
         left.errorbar(
             row.test_accuracy,
             row.best_tpr_at_1pct,
             yerr=[[row.best_tpr_at_1pct - low], [high - row.best_tpr_at_1pct]],
-            fmt="o",
+            fmt=marker,
             color=colour,
             label=_label(row.label),
         )
@@ -50,7 +51,7 @@ def plot_privacy_utility(result: SweepResult) -> str:
             row.test_accuracy,
             row.best_auc,
             yerr=[[row.best_auc - a_low], [a_high - row.best_auc]],
-            fmt="o",
+            fmt=marker,
             color=colour,
         )
     left.set(xlabel="test accuracy", ylabel="best TPR at 1% FPR")
