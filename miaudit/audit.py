@@ -329,6 +329,7 @@ def run_audit(
         settings=settings_dict,
         warnings=warnings_,
         seconds=time.perf_counter() - started,
+        records=np.asarray(evidence.records, np.int64),
     )
 
 

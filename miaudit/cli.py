@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow loading a model file that needs pickle (only for files you created)",
     )
+    audit.add_argument(
+        "--per-record-csv",
+        type=Path,
+        help="also write every audited record's scores and flags to this CSV file",
+    )
 
     sweep = sub.add_parser(
         "sweep", help="audit every defense setting of a YAML file's 'sweep:' list"
@@ -146,7 +151,21 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
     # run_config's preflight then checks the attacks and settings before PyTorch is
     # imported or any data is loaded.
     config, out = _config_and_out(args)
-    return _execute(config, out, console, data_dir=args.data_dir, trust_pickle=args.trust_pickle)
+    csv_path = getattr(args, "per_record_csv", None)
+    if csv_path is not None:
+        from miaudit.validation import check_writable_dir
+
+        if Path(csv_path).is_dir():
+            raise InvalidAuditInput(f"--per-record-csv: {str(csv_path)!r} is a folder")
+        check_writable_dir(Path(csv_path).absolute().parent, "--per-record-csv")
+    return _execute(
+        config,
+        out,
+        console,
+        data_dir=args.data_dir,
+        trust_pickle=args.trust_pickle,
+        per_record_csv=csv_path,
+    )
 
 
 def _run_sweep_file(args: argparse.Namespace, console) -> int:
@@ -192,7 +211,9 @@ def _run_unlearn_file(args: argparse.Namespace, console) -> int:
     return EXIT_OK
 
 
-def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int:
+def _execute(
+    config, out: Path, console, *, data_dir, trust_pickle: bool, per_record_csv=None
+) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.text import Text
 
@@ -255,6 +276,10 @@ def _execute(config, out: Path, console, *, data_dir, trust_pickle: bool) -> int
     from miaudit.report import print_summary, write_report
 
     paths = write_report(result, out)
+    if per_record_csv is not None:
+        from miaudit.report.leaks import write_per_record_csv
+
+        paths["csv"] = write_per_record_csv(result, per_record_csv)
     print_summary(result, console=console)
     # Evaluation caveats are already in the summary (merged across attacks); print the
     # other warnings raised during the run (e.g. by training) once each.

@@ -170,6 +170,8 @@ class AuditResult:
         Audit-level caveats (e.g. a target that did not train).
     seconds : float
         Wall time of the whole audit.
+    records : (n_audited,) int64 or None
+        Dataset index of each audited record (for the table of records that leak most).
     """
 
     target: dict
@@ -181,3 +183,4 @@ class AuditResult:
     settings: dict
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    records: np.ndarray | None = None

@@ -11,7 +11,8 @@ The JSON holds every figure of the audit and none of the per-record scores; thos
              auc_interval{low, high, se}, tpr_at_fpr_interval, f1, max_advantage, threshold,
              epsilon, per_class, warnings}],
     verdict{risk, reason, rule, triggers, false_alarm_rate, confidence_per_bound, bounds,
-            resolved, notes}, settings, warnings, seconds
+            resolved, notes}, leaky_records{ranked_by, fpr, records[{record, class,
+    class_name, member, score, flagged_by}]}, settings, warnings, seconds
 
 Every value is JSON-native: numpy scalars become Python numbers and NaN or infinity becomes
 ``null``, because ``NaN`` is not JSON and strict parsers reject it.
@@ -32,6 +33,7 @@ from numpy.lib import format as npy_format
 from miaudit import __version__
 from miaudit.errors import raise_if_problems
 from miaudit.evaluation.results import AttackEvaluation, AuditResult, ClassResult, TprAtFpr
+from miaudit.report.leaks import leaky_records
 from miaudit.report.verdict import decide_verdict
 
 __all__ = [
@@ -287,6 +289,7 @@ def build_report_dict(result: AuditResult) -> dict:
         "data": data,
         "attacks": [_attack_dict(a) for a in result.attacks],
         "verdict": decide_verdict(result.attacks),
+        "leaky_records": leaky_records(result),
         "settings": dict(result.settings),
         "warnings": warnings,
         "seconds": result.seconds,
