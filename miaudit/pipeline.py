@@ -345,7 +345,7 @@ def run_config(
     """Run the audit an :class:`AuditConfig` describes; nothing is written."""
     started = time.perf_counter()
     notify = on_stage or (lambda message: None)
-    preflight(config)  # attack entries and requirements: before the data is even loaded
+    specs = preflight(config)  # attack entries and requirements: before the data loads
     notify(f"loading data set {config.dataset.name}")
     dataset = load_dataset(
         config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
@@ -362,14 +362,9 @@ def run_config(
     references = build_reference_setup(config, target_recipe)
     if config.target.recipe is not None and target_access(config) >= AccessLevel.WHITE_BOX:
         # Layer names in attack entries are checked on an untrained copy of the network.
-        from miaudit.attacks.registry import build_attacks, default_attacks
         from miaudit.audit import check_attacks_against_model
         from miaudit.models import build_model
 
-        entries = config.attack_entries()
-        specs = build_attacks(
-            entries if entries is not None else default_attacks(target_access(config))
-        )
         blank = build_model(
             target_recipe.architecture,
             input_shape=dataset.input_shape,

@@ -56,9 +56,10 @@ def target_access(config: AuditConfig) -> AccessLevel:
     return access
 
 
-def preflight(config: AuditConfig) -> None:
+def preflight(config: AuditConfig) -> list:
     """Raise :class:`~miaudit.errors.InvalidAuditInput` for any attack entry the audit
-    cannot run, before the data set is loaded or a model is built."""
+    cannot run, before the data set is loaded or a model is built; return the attacks
+    (:class:`~miaudit.attacks.registry.AttackSpec`) as built."""
     access = target_access(config)
     entries = config.attack_entries()
     specs = build_attacks(entries if entries is not None else default_attacks(access))
@@ -98,3 +99,4 @@ def preflight(config: AuditConfig) -> None:
         check_readable_file(config.target.model_file, "target.model_file")
     if split.indices_file is not None:
         check_split_file(split.indices_file)
+    return specs

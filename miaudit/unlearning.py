@@ -314,6 +314,17 @@ class ForgettingCheck:
     n_never_seen: int
     deleted_scores: np.ndarray = field(repr=False)
 
+    @classmethod
+    def of(cls, attack: str, scores: np.ndarray, is_deleted: np.ndarray) -> ForgettingCheck:
+        """AUC of the deleted records (``is_deleted``) against the others, DeLong's interval
+        and a two-sided Mann-Whitney p-value."""
+        from miaudit.evaluation import auc_interval
+
+        auc, low, high = auc_interval(scores, is_deleted)
+        p = float(mannwhitneyu(scores[is_deleted], scores[~is_deleted]).pvalue)
+        n = int(is_deleted.sum())
+        return cls(attack, auc, (low, high), p, n, int(is_deleted.size - n), scores[is_deleted])
+
     def to_dict(self) -> dict:
         return {
             "attack": self.attack,
@@ -336,7 +347,6 @@ def verify_forgetting(
     """For each metric attack: AUC of deleted (as "members") against never-seen records on
     ``target`` with DeLong's interval, and a two-sided Mann-Whitney p-value."""
     from miaudit.attacks.metric import METRIC_ATTACKS
-    from miaudit.evaluation import auc_interval
     from miaudit.signals import compute_signals
 
     deleted = np.asarray(deleted, np.int64)
@@ -354,13 +364,7 @@ def verify_forgetting(
         if target.access < access:
             continue
         scores = sign * np.asarray(getattr(signals, signal), np.float64)
-        auc, low, high = auc_interval(scores, is_deleted)
-        p = float(mannwhitneyu(scores[is_deleted], scores[~is_deleted]).pvalue)
-        out.append(
-            ForgettingCheck(
-                name, auc, (low, high), p, deleted.size, never_seen.size, scores[is_deleted]
-            )
-        )
+        out.append(ForgettingCheck.of(name, scores, is_deleted))
     return out
 
 
@@ -405,7 +409,6 @@ def ulira(
     ``gradient_ascent`` fit with their keywords bound; exact retraining is
     ``lambda m, d, r, f, s: recipe.train(d, r, seed=s).model``).
     """
-    from miaudit.evaluation import auc_interval
 
     if not is_int(n_references) or n_references < 2 or n_references % 2:
         raise InvalidAuditInput(
@@ -436,8 +439,4 @@ def ulira(
     var = max(float(residuals.var()), 1e-12)  # one variance for every record
     scores = ((target_phi - mu_out) ** 2 - (target_phi - mu_in) ** 2) / (2 * var)
     is_deleted = np.arange(evaluation.size) < deleted.size
-    auc, low, high = auc_interval(scores, is_deleted)
-    p = float(mannwhitneyu(scores[is_deleted], scores[~is_deleted]).pvalue)
-    return ForgettingCheck(
-        "u_lira", auc, (low, high), p, deleted.size, never_seen.size, scores[is_deleted]
-    )
+    return ForgettingCheck.of("u_lira", scores, is_deleted)

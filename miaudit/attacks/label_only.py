@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from miaudit.attacks.protocol import Requirements
-from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
+from miaudit.attacks.protocol import Requirements, scores_of_fit
+from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.signals.evidence import Evidence
 from miaudit.targets.adapters import AccessLevel
 from miaudit.validation import is_int, is_real
@@ -44,15 +44,6 @@ def _labels(target: Any, x: np.ndarray, counter: np.ndarray, rows: np.ndarray) -
     """``target.predict_labels`` on ``x`` (one query for each of ``rows``), counted."""
     np.add.at(counter, rows, 1)
     return np.asarray(target.predict_labels(x), dtype=np.int64)
-
-
-def _fitted(attack: Any, evidence: Evidence) -> None:
-    if not hasattr(attack, "scores_"):
-        raise NotFittedError(f"{type(attack).__name__}: call fit(evidence) first")
-    if not np.array_equal(np.asarray(evidence.records), attack.records_):
-        raise InvalidAuditInput(
-            f"{type(attack).__name__} scores the records it was fitted on; fit it again"
-        )
 
 
 class AugmentationAttack(BaseEstimator):
@@ -184,8 +175,7 @@ class AugmentationAttack(BaseEstimator):
         return self
 
     def score(self, evidence: Evidence) -> np.ndarray:
-        _fitted(self, evidence)
-        return self.scores_.astype(np.float64)
+        return scores_of_fit(self, evidence)
 
     def describe(self) -> dict:
         q = getattr(self, "queries_", np.zeros(1))
@@ -254,8 +244,7 @@ class BoundaryDistanceAttack(BaseEstimator):
         return self
 
     def score(self, evidence: Evidence) -> np.ndarray:
-        _fitted(self, evidence)
-        return self.scores_.astype(np.float64)
+        return scores_of_fit(self, evidence)
 
     def describe(self) -> dict:
         q = getattr(self, "queries_", np.zeros(1))

@@ -25,7 +25,7 @@ from miaudit.targets.adapters import AccessLevel
 if TYPE_CHECKING:
     from miaudit.signals.evidence import Evidence
 
-__all__ = ["Attack", "Requirements"]
+__all__ = ["Attack", "Requirements", "scores_of_fit"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,20 @@ class Attack(Protocol):
     def fit(self, evidence: Evidence) -> Self: ...
 
     def score(self, evidence: Evidence) -> np.ndarray: ...
+
+
+def scores_of_fit(attack, evidence: Evidence) -> np.ndarray:
+    """The scores an attack computed in ``fit(evidence)`` (``scores_`` for ``records_``),
+    for attacks that score while fitting (learned on the audit's own models, cross-fitted
+    or query-based): refused before ``fit``, or for other records than those fitted on."""
+    from miaudit.errors import InvalidAuditInput, NotFittedError
+
+    name = type(attack).__name__
+    if not hasattr(attack, "scores_"):
+        raise NotFittedError(f"{name}: call fit(evidence) first")
+    if not np.array_equal(np.asarray(evidence.records), attack.records_):
+        raise InvalidAuditInput(
+            f"{name} scores the records it was fitted on (the audit's); fit it again for "
+            "other records"
+        )
+    return np.asarray(attack.scores_, dtype=np.float64)

@@ -35,8 +35,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from miaudit.attacks.nasr_network import OPTIMIZERS, WIDTHS, train_attack_network
-from miaudit.attacks.protocol import Requirements
-from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
+from miaudit.attacks.protocol import Requirements, scores_of_fit
+from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.signals.evidence import Evidence
 from miaudit.targets.adapters import AccessLevel
 from miaudit.validation import is_int, is_real
@@ -223,10 +223,10 @@ class WhiteBoxAttack(BaseEstimator):
             inputs.update({f"grad:{k}": v for k, v in feats.gradients.items()})
             loss = feats.loss
         else:  # logits through the target's API
+            from miaudit.signals.table import signals_from_logits
+
             logits = np.asarray(source.predict_logits(x), dtype=np.float64)
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            loss = -log_p[np.arange(len(y)), y]
+            loss = signals_from_logits(logits, np.asarray(y, np.int64)).loss
             if self.layers_to_exploit:
                 inputs["out:logits"] = logits.astype(np.float32)
         if self.exploit_loss:
@@ -287,14 +287,7 @@ class WhiteBoxAttack(BaseEstimator):
         return self
 
     def score(self, evidence: Evidence) -> np.ndarray:
-        if not hasattr(self, "scores_"):
-            raise NotFittedError("WhiteBoxAttack: call fit(evidence) first")
-        if not np.array_equal(np.asarray(evidence.records), self.records_):
-            raise InvalidAuditInput(
-                "WhiteBoxAttack scores the records it was fitted on (the audit's); fit it "
-                "again for other records"
-            )
-        return self.scores_.astype(np.float64)
+        return scores_of_fit(self, evidence)
 
     def _fold_pairs(
         self, is_member: np.ndarray, labels: np.ndarray, seed: int
@@ -487,8 +480,4 @@ class GradientNormAttack(BaseEstimator):
         return self
 
     def score(self, evidence: Evidence) -> np.ndarray:
-        if not hasattr(self, "scores_"):
-            raise NotFittedError("GradientNormAttack: call fit(evidence) first")
-        if not np.array_equal(np.asarray(evidence.records), self.records_):
-            raise InvalidAuditInput("GradientNormAttack scores the records it was fitted on")
-        return self.scores_.astype(np.float64)
+        return scores_of_fit(self, evidence)

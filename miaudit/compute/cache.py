@@ -50,7 +50,7 @@ from torch import nn
 from miaudit.atomic import atomic_write
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput
-from miaudit.models.recipes import TrainedModel
+from miaudit.models.recipes import TrainedModel, trusted_types_of
 from miaudit.models.serialization import load_torch_model, save_torch_model
 
 __all__ = [
@@ -410,7 +410,7 @@ def train_or_load(
     enter the key, because they do not change the model.
     """
     key = cache_key(recipe.fingerprint(), data_fingerprint(dataset), indices, seed)
-    trusted = getattr(recipe, "trusted_types", frozenset)()
+    trusted = trusted_types_of(recipe)
     found = cache.get(key, trusted_types=trusted)
     if found is not None:
         return found.trained, True

@@ -85,7 +85,7 @@ from miaudit.compute.queries import QuerySet
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
 from miaudit.models.architectures import build_model
-from miaudit.models.recipes import Recipe, TrainedModel, check_indices
+from miaudit.models.recipes import Recipe, TrainedModel, check_indices, trusted_types_of
 from miaudit.models.training import _EVAL_BATCH, predict_logits, resolve_device
 from miaudit.signals.observations import Observations
 from miaudit.signals.table import scaled_logit_and_log_confidence
@@ -668,7 +668,7 @@ class ReferencePool:
         if self.cache is not None:
             hits = {}
             # What a cached model may hold is the recipe's decision, never the cache's.
-            trusted = getattr(self.recipe, "trusted_types", frozenset)()
+            trusted = trusted_types_of(self.recipe)
             for k in ks:
                 found = self.cache.get(keys[k], trusted_types=trusted)
                 if found is not None:

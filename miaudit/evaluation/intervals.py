@@ -68,6 +68,11 @@ def _clopper_pearson_upper(k: np.ndarray, n: np.ndarray, confidence: float) -> n
     return np.where(k < n, beta.ppf(confidence, k + 1, np.maximum(n - k, 1)), 1.0)
 
 
+def _clopper_pearson_lower(k: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
+    """Unchecked one-sided lower bound ``Beta^-1(1 - conf; k, n - k + 1)`` (0 at ``k = 0``)."""
+    return np.where(k > 0, beta.ppf(1.0 - confidence, np.maximum(k, 1), n - k + 1), 0.0)
+
+
 def _shape_like(value: np.ndarray, scalar: bool) -> float | np.ndarray:
     return float(value) if scalar else np.asarray(value, dtype=np.float64)
 

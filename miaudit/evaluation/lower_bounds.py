@@ -25,10 +25,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import beta, norm
+from scipy.stats import norm
 
 from miaudit.evaluation.epsilon import _epsilon_lower_bounds
-from miaudit.evaluation.intervals import _clopper_pearson_upper
+from miaudit.evaluation.intervals import _clopper_pearson_lower, _clopper_pearson_upper
 from miaudit.evaluation.results import AttackEvaluation
 
 __all__ = [
@@ -55,11 +55,6 @@ def nonmembers_to_bound_fpr(fpr: float, confidence: float) -> int:
     return math.ceil(math.log(1.0 - confidence) / math.log1p(-fpr) - 1e-9)
 
 
-def _one_sided_low(k: int, n: int, confidence: float) -> float:
-    """One-sided Clopper-Pearson lower bound ``Beta^-1(1 - conf; k, n - k + 1)``."""
-    return 0.0 if k == 0 else float(beta.ppf(1.0 - confidence, k, n - k + 1))
-
-
 def tpr_lower_bound(attack: AttackEvaluation, fpr: float, confidence: float) -> float | None:
     """Lower bound on the TPR of a threshold whose FPR is bounded by ``fpr``, or None.
 
@@ -79,7 +74,7 @@ def tpr_lower_bound(attack: AttackEvaluation, fpr: float, confidence: float) -> 
     # The ROC is a staircase with non-decreasing fps and tps: the last point within the
     # allowed false positives is the lowest such threshold and has the most members above.
     i = int(np.searchsorted(fps, allowed, side="right")) - 1
-    return _one_sided_low(int(tps[i]), n_pos, side)
+    return float(_clopper_pearson_lower(np.int64(tps[i]), np.int64(n_pos), side))
 
 
 def epsilon_lower_bound_at(attack: AttackEvaluation, confidence: float) -> float:

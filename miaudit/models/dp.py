@@ -161,33 +161,31 @@ def train_private(
     )
     step = 0
     dp_model.train()
-    quiet = warnings.catch_warnings()
-    quiet.__enter__()
-    # Records need no gradient; Opacus' hooks note it on every first layer.
-    warnings.filterwarnings("ignore", message="Full backward hook is firing")
     try:
-        for epoch in range(config.epochs):
-            total, seen = 0.0, 0
-            for xb, yb in dp_loader:
-                factor = config.lr_factor(
-                    min(step, config.epochs * steps_per_epoch - 1), steps_per_epoch
-                )
-                for group in dp_optimizer.param_groups:
-                    group["lr"] = config.lr * factor
-                if augment_batch is not None and len(xb):
-                    xb = augment_batch(xb)
-                dp_optimizer.zero_grad(set_to_none=True)
-                if len(xb):
-                    loss = F.cross_entropy(dp_model(xb), yb)
-                    loss.backward()
-                    total += float(loss.detach()) * len(xb)
-                    seen += len(xb)
-                dp_optimizer.step()
-                step += 1
-            if on_epoch is not None:
-                on_epoch(epoch, total / max(1, seen))
+        with warnings.catch_warnings():
+            # Records need no gradient; Opacus' hooks note it on every first layer.
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for epoch in range(config.epochs):
+                total, seen = 0.0, 0
+                for xb, yb in dp_loader:
+                    factor = config.lr_factor(
+                        min(step, config.epochs * steps_per_epoch - 1), steps_per_epoch
+                    )
+                    for group in dp_optimizer.param_groups:
+                        group["lr"] = config.lr * factor
+                    if augment_batch is not None and len(xb):
+                        xb = augment_batch(xb)
+                    dp_optimizer.zero_grad(set_to_none=True)
+                    if len(xb):
+                        loss = F.cross_entropy(dp_model(xb), yb)
+                        loss.backward()
+                        total += float(loss.detach()) * len(xb)
+                        seen += len(xb)
+                    dp_optimizer.step()
+                    step += 1
+                if on_epoch is not None:
+                    on_epoch(epoch, total / max(1, seen))
     finally:
-        quiet.__exit__(None, None, None)
         dp_model._close()  # the hooks go; the trained weights stay in ``model``
     epsilon = float(engine.get_epsilon(config.dp_delta)) if sigma > 0 else math.inf
     return PrivacySpent(

@@ -108,6 +108,13 @@ class Recipe(Protocol):
     def validate(self, dataset: Dataset) -> None: ...
 
 
+def trusted_types_of(recipe: Any) -> frozenset[str]:
+    """The types beyond skops' defaults a cached model of ``recipe`` may hold: its
+    ``trusted_types()`` when it defines one (see :class:`Recipe`), else none."""
+    method = getattr(recipe, "trusted_types", None)
+    return frozenset(method()) if callable(method) else frozenset()
+
+
 def check_indices(indices: Any, n_records: int, name: str = "indices") -> np.ndarray:
     """Check that ``indices`` select distinct records of a data set; return them as int64.
 
