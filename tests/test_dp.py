@@ -237,3 +237,19 @@ def test_a_target_that_stops_early_watches_the_population(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["audit", str(path), "--out", str(tmp_path / "p")]) == 2
     assert "split.population, which is empty" in capsys.readouterr().err
+
+
+def test_dp_sgd_keeps_the_recipes_label_smoothing():
+    x, y = _xy()
+    plain, private = _mlp(), _mlp()
+    smooth = {**BASE, "device": "cpu", "label_smoothing": 0.2}
+    train_model(plain, x, y, TrainingConfig(**smooth), seed=3)
+    train_model(
+        private,
+        x,
+        y,
+        TrainingConfig(**smooth, dp_noise_multiplier=0.0, dp_max_grad_norm=1e9, dp_poisson=False),
+        seed=3,
+    )
+    for a, b in zip(plain.state_dict().values(), private.state_dict().values(), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)

@@ -177,7 +177,9 @@ def train_private(
                         xb = augment_batch(xb)
                     dp_optimizer.zero_grad(set_to_none=True)
                     if len(xb):
-                        loss = F.cross_entropy(dp_model(xb), yb)
+                        loss = F.cross_entropy(
+                            dp_model(xb), yb, label_smoothing=config.label_smoothing
+                        )
                         loss.backward()
                         total += float(loss.detach()) * len(xb)
                         seen += len(xb)
