@@ -389,6 +389,9 @@ def _check_target_takes(target: Target, dataset: Dataset, split: AuditSplit) -> 
             f"the target ({target.description}) expects {width} input features but dataset "
             f"{dataset.name!r} has {features} per record (shape {shape})"
         )
+    if callable(getattr(inner, "probe", None)):  # e.g. an ONNX graph: checks its own input
+        inner.probe(dataset.x[split.members[:64]])
+        return
     if getattr(inner, "module", None) is None and getattr(inner, "estimator", None) is None:
         return  # a callable or precomputed answers: nothing to probe without a query
     probe = dataset.x[split.members[:2]]

@@ -91,17 +91,65 @@ class OutputDefense(_Section):
         return {k: v for k, v in self.model_dump().items() if k != "name" and v is not None}
 
 
-#: Model files a target can be loaded from (``.pkl`` and kin only with ``--trust-pickle``).
-MODEL_FILE_SUFFIXES = (".pt", ".pth", ".skops", ".pkl", ".pickle", ".joblib")
+#: Model files a target can be loaded from, by suffix: miaudit's PyTorch files (or
+#: TorchScript archives, detected), TorchScript, ONNX, torch.export programs and
+#: scikit-learn files (``.pt2``, ``.pkl`` and kin only with ``--trust-pickle``).
+MODEL_FILE_SUFFIXES = (
+    ".pt",
+    ".pth",
+    ".ts",
+    ".torchscript",
+    ".onnx",
+    ".pt2",
+    ".skops",
+    ".pkl",
+    ".pickle",
+    ".joblib",
+)
+
+
+class HttpSection(_Section):
+    """A prediction API (see :class:`miaudit.targets.http.HttpPredictor`): records are
+    POSTed as ``{request_key: [...]}``, answers read from ``{response_key: [...]}``."""
+
+    url: str
+    output: Literal["probabilities", "logits", "labels"] = "probabilities"
+    batch_size: StrictInt = Field(default=256, ge=1)
+    max_requests_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    retries: StrictInt = Field(default=3, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    query_budget: StrictInt | None = Field(default=None, ge=1)
+    request_key: str = Field(default="instances", min_length=1)
+    response_key: str = Field(default="predictions", min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def options(self) -> dict:
+        """Keyword arguments of :class:`~miaudit.targets.http.HttpPredictor`."""
+        return self.model_dump(exclude={"url", "output"})
+
+
+#: Where a target can come from; a target section gives exactly one.
+TARGET_SOURCES = ("recipe", "sklearn", "model_file", "predictions_file", "http")
 
 
 class TargetSection(_Section):
-    """Exactly one of ``recipe``, ``sklearn`` (train here) or ``model_file`` (load)."""
+    """Exactly one of ``recipe``, ``sklearn`` (train here), ``model_file`` (load),
+    ``predictions_file`` (an ``.npz`` of answers aligned with the data set's records) or
+    ``http`` (a prediction API).
+
+    ``output`` says what an ONNX model or a predictions file holds (``auto``: detected;
+    ``logits``, ``probabilities`` or ``labels``); ``output_name`` / ``input_name`` pick an
+    ONNX graph's output and input when it has several."""
 
     recipe: RecipeSection | None = None
     sklearn: SklearnSection | None = None
     model_file: Path | None = None
+    predictions_file: Path | None = None
+    http: HttpSection | None = None
     access: Literal["auto", "white_box", "logits", "probabilities", "label_only"] = "auto"
+    output: Literal["auto", "logits", "probabilities", "labels"] = "auto"
+    output_name: str | None = None
+    input_name: str | None = None
     description: str | None = None
     #: Output defenses wrapped around the model's answers, innermost first:
     #: ``[{name: top_k, k: 3}, {name: rounding, decimals: 2}]`` (see miaudit.targets.defenses).
@@ -109,18 +157,37 @@ class TargetSection(_Section):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TargetSection:
-        given = [k for k in ("recipe", "sklearn", "model_file") if getattr(self, k) is not None]
+        given = [k for k in TARGET_SOURCES if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of recipe, sklearn, model_file (got {given or 'none'})"
+                f"give exactly one of {', '.join(TARGET_SOURCES)} (got {given or 'none'})"
             )
         suffix = self.model_file.suffix.lower() if self.model_file is not None else None
         if suffix is not None and suffix not in MODEL_FILE_SUFFIXES:
             raise ValueError(
                 f"model_file {self.model_file.name!r}: unknown model format {suffix!r}; use "
-                ".pt/.pth (PyTorch, saved by miaudit.models.save_torch_model) or .skops "
-                "(scikit-learn; .pkl/.pickle/.joblib only with --trust-pickle)"
+                ".pt/.pth (PyTorch, saved by miaudit.models.save_torch_model, or TorchScript), "
+                ".ts (TorchScript), .onnx (ONNX), .pt2 (torch.export, with --trust-pickle) or "
+                ".skops (scikit-learn; .pkl/.pickle/.joblib only with --trust-pickle)"
             )
+        if self.predictions_file is not None and self.predictions_file.suffix.lower() != ".npz":
+            raise ValueError(
+                f"predictions_file {self.predictions_file.name!r} must be an .npz file with "
+                "an array 'logits', 'probabilities' or 'labels' (and optionally 'record_ids')"
+            )
+        onnx = suffix == ".onnx"
+        if self.output == "labels" and onnx:
+            raise ValueError(
+                "output: labels is for predictions files; an ONNX model gives "
+                "logits or probabilities (declare access: label_only instead)"
+            )
+        if self.output != "auto" and not (onnx or self.predictions_file is not None):
+            raise ValueError(
+                "output is for ONNX models and predictions files (an http "
+                "target says it in http.output)"
+            )
+        if (self.output_name or self.input_name) and not onnx:
+            raise ValueError("output_name and input_name are for ONNX models")
         return self
 
 
@@ -377,7 +444,12 @@ def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
     def fix(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else (base / p)
 
-    target = config.target.model_copy(update={"model_file": fix(config.target.model_file)})
+    target = config.target.model_copy(
+        update={
+            "model_file": fix(config.target.model_file),
+            "predictions_file": fix(config.target.predictions_file),
+        }
+    )
     references = config.references
     if references is not None:
         references = references.model_copy(update={"cache_dir": fix(references.cache_dir)})

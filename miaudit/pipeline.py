@@ -264,10 +264,65 @@ def _check_saved_for(path: Path, meta: dict, dataset: Dataset) -> None:
 def _load_target_file(
     section: TargetSection, dataset: Dataset, split: AuditSplit, *, trust_pickle: bool
 ) -> tuple[Target, dict]:
-    from miaudit.models import load_sklearn_model, load_torch_model
+    """A target from a model file, a predictions file or a prediction API."""
+    if section.predictions_file is not None:
+        return _precomputed_target(section, dataset)
+    if section.http is not None:
+        from miaudit.targets.http import http_target
+
+        http = section.http
+        target = http_target(
+            http.url,
+            n_classes=dataset.n_classes,
+            output=http.output,
+            description=section.description or "",
+            **http.options(),
+        )
+        return target, {"origin": f"prediction API at {http.url}", "api": target.fn.describe()}
+    from miaudit.models import (
+        is_torchscript_archive,
+        load_exported_program,
+        load_sklearn_model,
+        load_torch_model,
+        load_torchscript_model,
+    )
 
     path = Path(section.model_file)
     suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from miaudit.targets.onnx import OnnxTarget
+
+        target = OnnxTarget(
+            path,
+            n_classes=dataset.n_classes,
+            output=section.output,
+            output_name=section.output_name,
+            input_name=section.input_name,
+            access=None if section.access == "auto" else section.access,
+            description=section.description or "",
+        )
+        return target, {"architecture": "ONNX graph", "origin": f"loaded from {path.name}"}
+    torchscript = suffix in (".ts", ".torchscript") or (
+        suffix in (".pt", ".pth") and is_torchscript_archive(path)
+    )
+    if torchscript or suffix == ".pt2":
+        if torchscript:
+            if section.access == "white_box":
+                raise InvalidAuditInput(
+                    f"target.access: {path.name!r} is TorchScript, whose modules give no "
+                    "per-record gradients (torch.func); declare logits or less, or export "
+                    "the model with torch.export (.pt2) for white-box attacks"
+                )
+            module, kind = load_torchscript_model(path), "TorchScript"
+        else:
+            module, kind = load_exported_program(path, trust_pickle=trust_pickle), "torch.export"
+        target = TorchTarget(
+            module,
+            n_classes=dataset.n_classes,
+            access=_access(section, AccessLevel.LOGITS if torchscript else AccessLevel.WHITE_BOX),
+            description=section.description or f"{kind} model from {path.name}",
+        )
+        return target, {"architecture": f"{kind} program", "origin": f"loaded from {path.name}"}
     if suffix in (".pt", ".pth"):
         module, meta = load_torch_model(path)
         _check_saved_for(path, meta, dataset)
@@ -301,6 +356,47 @@ def _load_target_file(
         "(PyTorch state_dict saved by miaudit.models.save_torch_model) or .skops "
         "(scikit-learn, or .pkl/.joblib with --trust-pickle)"
     )
+
+
+def _precomputed_target(section: TargetSection, dataset: Dataset) -> tuple[Target, dict]:
+    """Answers computed elsewhere, from ``.npz``: one array of logits, probabilities or
+    labels, row ``i`` for record ``i`` (or for ``record_ids[i]`` when the file has them)."""
+    from miaudit.preflight import predictions_kind
+    from miaudit.targets.adapters import PrecomputedTarget
+
+    path = Path(section.predictions_file)
+    kind = predictions_kind(path, section.output)
+    with np.load(path, allow_pickle=False) as archive:
+        outputs = archive[kind]
+        ids = archive["record_ids"] if "record_ids" in archive.files else None
+    if ids is None and len(outputs) != dataset.n_records:
+        raise InvalidAuditInput(
+            f"target.predictions_file {str(path)!r}: {len(outputs)} rows of {kind} for a data "
+            f"set of {dataset.n_records} records; give one row per record, or an array "
+            "'record_ids' naming the record of each row"
+        )
+    try:
+        target = PrecomputedTarget(
+            outputs,
+            output=kind,
+            n_classes=dataset.n_classes,
+            record_ids=ids,
+            description=section.description or f"predictions from {path.name}",
+        )
+    except InvalidAuditInput as error:
+        raise InvalidAuditInput(f"target.predictions_file {str(path)!r}: {error}") from None
+    if section.access != "auto":
+        declared = AccessLevel.parse(section.access)
+        if declared > target.access:
+            raise InvalidAuditInput(
+                f"target.access: {kind} give {target.access.label} access at most, not "
+                f"{declared.label}"
+            )
+        if declared == AccessLevel.LABEL_ONLY:
+            from miaudit.targets.adapters import LabelOnlyTarget
+
+            target = LabelOnlyTarget(target)
+    return target, {"origin": f"precomputed {kind} from {path.name}"}
 
 
 def build_reference_setup(config: AuditConfig, target_recipe: Any) -> ReferenceSetup | None:
@@ -398,4 +494,7 @@ def run_config(
         progress=on_stage,
         on_reference=on_reference,
     )
+    api = getattr(getattr(target, "fn", None), "describe", None)
+    if callable(api):  # a prediction API: the queries the audit used, against its budget
+        result.target["api"] = api()
     return replace(result, seconds=time.perf_counter() - started)

@@ -22,7 +22,7 @@ from miaudit.data.split import check_split_file
 from miaudit.errors import InvalidAuditInput
 from miaudit.references import check_population, design_sizes
 from miaudit.targets.adapters import AccessLevel
-from miaudit.validation import check_readable_file, check_writable_dir
+from miaudit.validation import check_readable_file, check_writable_dir, is_torchscript_archive
 
 __all__ = ["preflight", "target_access"]
 
@@ -35,8 +35,58 @@ def _model_access(config: AuditConfig) -> AccessLevel:
         return AccessLevel.WHITE_BOX
     if section.sklearn is not None:
         return AccessLevel.PROBABILITIES
-    torch_file = Path(section.model_file).suffix.lower() in (".pt", ".pth")
+    if section.http is not None:
+        return _OUTPUT_ACCESS[section.http.output]
+    if section.predictions_file is not None:
+        return _OUTPUT_ACCESS[predictions_kind(section.predictions_file, section.output)]
+    suffix = Path(section.model_file).suffix.lower()
+    if suffix == ".onnx":  # ``auto``: logits at most; loading the graph decides
+        return _OUTPUT_ACCESS["probabilities" if section.output == "probabilities" else "logits"]
+    if suffix in (".ts", ".torchscript") or (
+        suffix in (".pt", ".pth") and is_torchscript_archive(section.model_file)
+    ):
+        return AccessLevel.LOGITS  # TorchScript has no torch.func gradients
+    torch_file = suffix in (".pt", ".pth", ".pt2")
     return AccessLevel.WHITE_BOX if torch_file else AccessLevel.PROBABILITIES
+
+
+_OUTPUT_ACCESS = {
+    "logits": AccessLevel.LOGITS,
+    "probabilities": AccessLevel.PROBABILITIES,
+    "labels": AccessLevel.LABEL_ONLY,
+}
+#: Arrays a predictions file may hold, by what they are.
+PREDICTION_KEYS = ("logits", "probabilities", "labels")
+
+
+def predictions_kind(path: Path, output: str) -> str:
+    """Which of ``logits``, ``probabilities``, ``labels`` a predictions file holds: the one
+    ``output`` names, or (``auto``) the only one of them in the file."""
+    import numpy as np
+
+    check_readable_file(path, "target.predictions_file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+    except (OSError, ValueError) as error:
+        raise InvalidAuditInput(
+            f"target.predictions_file {str(path)!r}: not a readable .npz file ({error})"
+        ) from None
+    present = [k for k in PREDICTION_KEYS if k in keys]
+    if output != "auto":
+        if output not in keys:
+            raise InvalidAuditInput(
+                f"target.predictions_file {str(path)!r} has no array {output!r} "
+                f"(it has {sorted(keys)})"
+            )
+        return output
+    if len(present) != 1:
+        raise InvalidAuditInput(
+            f"target.predictions_file {str(path)!r} must hold exactly one of "
+            f"{', '.join(PREDICTION_KEYS)} (it has {sorted(keys)}); or say which with "
+            "target.output"
+        )
+    return present[0]
 
 
 def target_access(config: AuditConfig) -> AccessLevel:
@@ -89,14 +139,19 @@ def preflight(config: AuditConfig) -> list:
         check_population(specs, sizes, split.population)
     if config.references is not None and config.references.cache_dir is not None:
         check_writable_dir(config.references.cache_dir, "references.cache_dir")
-    if config.target.model_file is not None:
+    source = next(
+        (k for k in ("model_file", "predictions_file", "http") if getattr(config.target, k)),
+        None,
+    )
+    if source is not None:
         if split.indices_file is None:
             raise InvalidAuditInput(
-                "split: a target loaded from target.model_file was trained elsewhere, so "
+                f"split: a target given by target.{source} was trained elsewhere, so "
                 "miaudit cannot draw its members; give split.indices_file (an .npz with the "
                 "'members' and 'nonmembers' record indices of that training run)"
             )
-        check_readable_file(config.target.model_file, "target.model_file")
+        if config.target.model_file is not None:
+            check_readable_file(config.target.model_file, "target.model_file")
     if split.indices_file is not None:
         check_split_file(split.indices_file)
     return specs

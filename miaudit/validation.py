@@ -71,3 +71,15 @@ def check_readable_file(path: Any, field: str) -> None:
         raise InvalidAuditInput(f"{field}: {str(target)!r} is a folder, not a file")
     if not os.access(target, os.R_OK):
         raise InvalidAuditInput(f"{field}: {str(target)!r} is not readable")
+
+
+def is_torchscript_archive(path: Any) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``): a zip whose entries
+    include compiled ``code/``. Such files are often named ``.pt`` like weights files."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False

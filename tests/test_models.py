@@ -433,7 +433,7 @@ def test_torch_round_trip_gives_identical_logits(tmp_path: Path) -> None:
     assert raw["format"] == "miaudit.torch_model" and raw["architecture"] == "lenet5"
     loaded, meta = load_torch_model(path)
     assert meta["input_shape"] == shape and meta["n_classes"] == 10
-    assert meta["arch_params"] == {"activation": "tanh"}
+    assert meta["arch_params"] == {"activation": "tanh", "dropout": 0.0}
     assert not loaded.training
     x = torch.rand(4, *shape)
     np.testing.assert_array_equal(predict_logits(model, x), predict_logits(loaded, x))

@@ -21,8 +21,11 @@ from miaudit.models.recipes import (
     check_indices,
 )
 from miaudit.models.serialization import (
+    is_torchscript_archive,
+    load_exported_program,
     load_sklearn_model,
     load_torch_model,
+    load_torchscript_model,
     save_sklearn_model,
     save_torch_model,
 )
@@ -51,9 +54,12 @@ __all__ = [
     "build_model",
     "check_indices",
     "flip_and_shift",
+    "is_torchscript_archive",
     "list_architectures",
+    "load_exported_program",
     "load_sklearn_model",
     "load_torch_model",
+    "load_torchscript_model",
     "predict_logits",
     "resolve_arch_params",
     "resolve_device",

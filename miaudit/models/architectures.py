@@ -119,9 +119,16 @@ def _mlp(
     return nn.Sequential(*layers)
 
 
-def _lenet5(input_shape: tuple[int, ...], n_classes: int, *, activation: str) -> nn.Module:
+def _lenet5(
+    input_shape: tuple[int, ...], n_classes: int, *, activation: str, dropout: float
+) -> nn.Module:
     channels, height, _ = input_shape
     act = _ACTIVATIONS[activation]
+
+    def drop() -> list[nn.Module]:
+        # Dropout, a training defense (Shokri et al. 2017), after each hidden dense layer.
+        return [nn.Dropout(dropout)] if dropout > 0 else []
+
     # LeCun et al. (1998) fed 32x32 images to an unpadded 5x5 convolution; padding 28x28
     # images (MNIST) by 2 gives the same 16x5x5 feature map before the dense layers.
     pad = 2 if height == 28 else 0
@@ -135,8 +142,10 @@ def _lenet5(input_shape: tuple[int, ...], n_classes: int, *, activation: str) ->
         nn.Flatten(),
         nn.Linear(16 * 5 * 5, 120),
         act(),
+        *drop(),
         nn.Linear(120, 84),
         act(),
+        *drop(),
         nn.Linear(84, n_classes),
     )
 
@@ -305,7 +314,7 @@ ARCHITECTURES: Mapping[str, ArchitectureSpec] = MappingProxyType(
         "lenet5": ArchitectureSpec(
             name="lenet5",
             description="LeNet-5 (LeCun et al. 1998) for 1- or 3-channel 28x28 or 32x32 images",
-            params=MappingProxyType({"activation": _ACT}),
+            params=MappingProxyType({"activation": _ACT, "dropout": _DROPOUT}),
             check_shape=_lenet_shape,
             builder=_lenet5,
         ),

@@ -80,6 +80,8 @@ _LATER_DEFAULTS = {
     "dp_poisson": True,
     "early_stopping_patience": 0,
 }
+#: Architecture parameters added later, per architecture, with the same rule.
+_LATER_ARCH_DEFAULTS = {"lenet5": {"dropout": 0.0}}
 
 
 @runtime_checkable
@@ -234,12 +236,14 @@ class TorchRecipe:
         for name, default in _LATER_DEFAULTS.items():
             if training.get(name) == default:
                 training.pop(name)
+        later = _LATER_ARCH_DEFAULTS.get(self.architecture, {})
+        arch_params = {k: v for k, v in self.arch_params.items() if k not in later or v != later[k]}
         return _sha256_json(
             {
                 "kind": "torch",
                 "format": _RECIPE_FORMAT,
                 "architecture": self.architecture,
-                "arch_params": _jsonable(self.arch_params),
+                "arch_params": _jsonable(arch_params),
                 "training": training,
             }
         )

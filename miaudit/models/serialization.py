@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,16 @@ from miaudit.errors import (
     raise_if_problems,
 )
 from miaudit.models.architectures import build_model, resolve_arch_params
+from miaudit.validation import is_torchscript_archive
 
 __all__ = [
     "FORMAT_TAG",
     "FORMAT_VERSION",
+    "is_torchscript_archive",
+    "load_exported_program",
     "load_sklearn_model",
     "load_torch_model",
+    "load_torchscript_model",
     "save_sklearn_model",
     "save_torch_model",
 ]
@@ -374,3 +379,65 @@ def load_sklearn_model(path: str | os.PathLike[str], *, trust_pickle: bool = Fal
         f"model file {p.name!r}: unknown suffix {suffix or '(none)'!r}; scikit-learn models are "
         f"read from .skops (safe) or {', '.join(_PICKLE_SUFFIXES)} (with trust_pickle)"
     )
+
+
+def load_torchscript_model(path: str | os.PathLike[str]) -> nn.Module:
+    """A TorchScript model (``torch.jit.save``): any PyTorch class, no miaudit architecture.
+
+    The archive holds TorchScript (a restricted language run by PyTorch's interpreter) and
+    tensors read by TorchScript's own unpickler, which builds no arbitrary Python objects;
+    so it loads without ``--trust-pickle``. It runs on the CPU, in eval mode. TorchScript
+    modules do not work with ``torch.func`` (per-record gradients), so a TorchScript target
+    gives logits access at most; a ``torch.export`` program serves white-box attacks.
+    """
+    p = _existing_file(path, "TorchScript model")
+    try:
+        module = torch.jit.load(str(p), map_location="cpu")
+    except Exception as exc:  # torch raises RuntimeError and its own C++ errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidAuditInput(
+            f"model file {p.name!r} is not a TorchScript archive that can be read ({first})"
+        ) from None
+    module.eval()
+    return module
+
+
+def load_exported_program(path: str | os.PathLike[str], *, trust_pickle: bool) -> nn.Module:
+    """A ``torch.export`` program (``.pt2``, ``torch.export.save``) as a module.
+
+    ``torch.export.load`` falls back to unrestricted unpickling for some payloads (custom
+    objects, some constants), so a ``.pt2`` file can run code: it is read only with
+    ``trust_pickle`` (``--trust-pickle``), like a pickle file.
+    """
+    p = _existing_file(path, "torch.export model")
+    if not trust_pickle:
+        raise UntrustedFileError(
+            f"model file {p.name!r} is a torch.export archive; torch.export.load may unpickle "
+            "objects from it, which can run arbitrary code. Pass --trust-pickle "
+            "(trust_pickle=True) if you created this file yourself, or save the model with "
+            "torch.jit.save (TorchScript) or as ONNX instead"
+        )
+    try:
+        program = torch.export.load(str(p))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidAuditInput(
+            f"model file {p.name!r} is not a torch.export archive that can be read ({first})"
+        ) from None
+    inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" and node.name in inputs else None
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) and isinstance(shape[0], int):
+            raise InvalidAuditInput(
+                f"model file {p.name!r}: the program was exported for batches of exactly "
+                f"{shape[0]} records; an audit queries batches of any size. Export it with "
+                "a dynamic batch dimension: torch.export.export(model, (x,), dynamic_shapes="
+                '{"x": {0: torch.export.Dim("batch", min=1)}}), naming forward\'s argument'
+            )
+    module = program.module()
+    # The program was captured in one mode (eval, for a model exported for serving) and
+    # refuses ``train()`` / ``eval()``; make them no-ops so that it is queried as it is.
+    module.train = types.MethodType(lambda self, mode=True: self, module)
+    module.eval = types.MethodType(lambda self: self, module)
+    return module

@@ -1,0 +1,247 @@
+"""A prediction API over HTTP as a target, through :class:`~miaudit.targets.CallableTarget`.
+
+An audited model is often reachable only as a served endpoint. :class:`HttpPredictor` is the
+callable that :class:`CallableTarget` wraps: it sends records in batches as JSON
+(``{"instances": [...]}``, the TensorFlow Serving / KServe v1 convention; both keys are
+settable), reads the answers (``{"predictions": [...]}``), keeps to a request rate, retries
+what a server may fail transiently (connection errors, timeouts, 429 and 5xx, honouring
+``Retry-After``), and never sends more records than the query budget allows: the request
+that would pass it is not sent, and the audit stops with a message saying how many records
+were queried. What it did (queries, requests, retries) goes into the report.
+
+Only the standard library is used; the answers are validated by ``CallableTarget`` like
+any other callable's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from miaudit.errors import InvalidAuditInput
+from miaudit.targets.adapters import CallableTarget
+from miaudit.validation import is_int, is_real
+
+__all__ = ["HttpPredictor", "QueryBudgetExceeded", "http_target"]
+
+#: Status codes worth a retry: the server is busy or failed, not the request.
+_TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
+
+
+class QueryBudgetExceeded(InvalidAuditInput):
+    """The audit needed more records answered than the API's query budget allows."""
+
+
+class HttpPredictor:
+    """Callable ``predictor(x) -> answers`` that queries a prediction API.
+
+    Parameters
+    ----------
+    url : str
+        ``http://`` or ``https://`` endpoint accepting POSTed JSON.
+    batch_size : int
+        Records per request.
+    max_requests_per_second : float, optional
+        Rate limit: requests start at least ``1 / rate`` seconds apart.
+    retries : int
+        Further attempts of a request after a transient failure, with exponential backoff
+        from ``backoff_s`` (or the server's ``Retry-After``).
+    timeout_s : float
+        Seconds to wait for one response.
+    query_budget : int, optional
+        Most records the audit may send in total (each record of each request counts).
+    request_key, response_key : str
+        JSON keys of the records sent and of the answers received.
+    headers : mapping, optional
+        Extra HTTP headers (an ``Authorization`` token, say). They never enter the report.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 256,
+        max_requests_per_second: float | None = None,
+        retries: int = 3,
+        timeout_s: float = 30.0,
+        query_budget: int | None = None,
+        request_key: str = "instances",
+        response_key: str = "predictions",
+        headers: Mapping[str, str] | None = None,
+        backoff_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        problems = []
+        parsed = urllib.parse.urlparse(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            problems.append(f"url must be an http:// or https:// address, got {url!r}")
+        if not is_int(batch_size) or batch_size < 1:
+            problems.append(f"batch_size must be a positive int, got {batch_size!r}")
+        if max_requests_per_second is not None and (
+            not is_real(max_requests_per_second) or not max_requests_per_second > 0
+        ):
+            problems.append(
+                f"max_requests_per_second must be a positive number, got "
+                f"{max_requests_per_second!r}"
+            )
+        if not is_int(retries) or retries < 0:
+            problems.append(f"retries must be an int >= 0, got {retries!r}")
+        if not is_real(timeout_s) or not timeout_s > 0:
+            problems.append(f"timeout_s must be a positive number, got {timeout_s!r}")
+        if query_budget is not None and (not is_int(query_budget) or query_budget < 1):
+            problems.append(f"query_budget must be a positive int, got {query_budget!r}")
+        for name, key in (("request_key", request_key), ("response_key", response_key)):
+            if not isinstance(key, str) or not key:
+                problems.append(f"{name} must be a non-empty string, got {key!r}")
+        if headers is not None and not (
+            isinstance(headers, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+        ):
+            problems.append("headers must map strings to strings")
+        if problems:
+            raise InvalidAuditInput("HTTP target: " + "; ".join(problems))
+        self.url = url
+        self.batch_size = int(batch_size)
+        self.min_interval = 0.0 if max_requests_per_second is None else 1 / max_requests_per_second
+        self.retries = int(retries)
+        self.timeout_s = float(timeout_s)
+        self.query_budget = None if query_budget is None else int(query_budget)
+        self.request_key = request_key
+        self.response_key = response_key
+        self._headers = {"Content-Type": "application/json", **dict(headers or {})}
+        self.backoff_s = float(backoff_s)
+        self._sleep = sleep
+        self._clock = clock
+        self._last_start: float | None = None
+        self.queries_used = 0
+        self.requests_made = 0
+        self.retries_made = 0
+        self.__name__ = f"HTTP API {parsed.netloc}"
+
+    def describe(self) -> dict:
+        """JSON-ready facts for the report (no headers: they may hold credentials)."""
+        return {
+            "url": self.url,
+            "queries_used": self.queries_used,
+            "query_budget": self.query_budget,
+            "requests": self.requests_made,
+            "retries": self.retries_made,
+            "batch_size": self.batch_size,
+            "max_requests_per_second": None if not self.min_interval else 1 / self.min_interval,
+        }
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if self.query_budget is not None and self.queries_used + len(x) > self.query_budget:
+            raise QueryBudgetExceeded(
+                f"HTTP target {self.url}: the audit needs {len(x)} more records answered but "
+                f"{self.queries_used} of the query budget of {self.query_budget} are used; "
+                "raise query_budget, audit fewer records, or choose attacks that query less"
+            )
+        parts = [self._post(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+        if not parts:
+            return np.empty((0,))
+        return np.concatenate(parts)
+
+    def _wait_for_rate(self) -> None:
+        if self._last_start is not None and self.min_interval:
+            wait = self._last_start + self.min_interval - self._clock()
+            if wait > 0:
+                self._sleep(wait)
+        self._last_start = self._clock()
+
+    def _post(self, batch: np.ndarray) -> np.ndarray:
+        body = json.dumps({self.request_key: batch.tolist()}).encode()
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            self._wait_for_rate()
+            self.requests_made += 1
+            request = urllib.request.Request(
+                self.url, data=body, headers=self._headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    payload = response.read()
+                self.queries_used += len(batch)
+                return self._answers(payload, len(batch))
+            except urllib.error.HTTPError as error:
+                if error.code not in _TRANSIENT or attempt == self.retries:
+                    detail = error.read(300).decode("utf-8", "replace").strip()
+                    raise InvalidAuditInput(
+                        f"HTTP target {self.url} answered {error.code} {error.reason}"
+                        + (f": {detail}" if detail else "")
+                        + (f" (after {attempt + 1} attempts)" if attempt else "")
+                    ) from None
+                wait = _retry_after(error.headers.get("Retry-After"), delay)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                if attempt == self.retries:
+                    reason = getattr(error, "reason", error)
+                    raise InvalidAuditInput(
+                        f"HTTP target {self.url} cannot be reached after {attempt + 1} "
+                        f"attempts: {reason}"
+                    ) from None
+                wait = delay
+            self.retries_made += 1
+            self._sleep(wait)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def _answers(self, payload: bytes, n: int) -> np.ndarray:
+        try:
+            document = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidAuditInput(
+                f"HTTP target {self.url}: the response is not JSON ({payload[:80]!r})"
+            ) from None
+        if not isinstance(document, dict) or self.response_key not in document:
+            keys = sorted(document) if isinstance(document, dict) else type(document).__name__
+            raise InvalidAuditInput(
+                f"HTTP target {self.url}: the response has no {self.response_key!r} "
+                f"(it has {keys}); set response_key"
+            )
+        try:
+            answers = np.asarray(document[self.response_key], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidAuditInput(
+                f"HTTP target {self.url}: {self.response_key!r} is not a numeric array"
+            ) from None
+        if len(answers) != n:
+            raise InvalidAuditInput(
+                f"HTTP target {self.url}: sent {n} records, got {len(answers)} answers"
+            )
+        if answers.ndim == 1 and np.isfinite(answers).all() and (answers == answers.round()).all():
+            return answers.astype(np.int64)  # predicted labels
+        return answers
+
+
+def _retry_after(header: str | None, default: float) -> float:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds form), capped at a minute."""
+    try:
+        return min(60.0, max(0.0, float(header))) if header is not None else default
+    except ValueError:
+        return default
+
+
+def http_target(
+    url: str,
+    *,
+    n_classes: int,
+    output: str = "probabilities",
+    description: str = "",
+    **options,
+) -> CallableTarget:
+    """A :class:`CallableTarget` answering through :class:`HttpPredictor` (``options``)."""
+    predictor = HttpPredictor(url, **options)
+    return CallableTarget(
+        predictor,
+        n_classes=n_classes,
+        output=output,
+        description=description or f"prediction API at {url}",
+    )
