@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     unlearn.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     unlearn.add_argument("--data-dir", type=Path, help="folder holding the data sets")
 
+    experiment = sub.add_parser(
+        "experiment", help="self-audit: n models of one recipe, each audited with references"
+    )
+    experiment.add_argument("config", type=Path, help="YAML experiment file")
+    experiment.add_argument("--out", type=Path, help="output folder (default: the file's output)")
+    experiment.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+
     datasets = sub.add_parser("datasets", help="list the data sets found and where")
     datasets.add_argument("--data-dir", type=Path, help="folder holding the data sets")
     return parser
@@ -95,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_sweep_file(args, console)
         if args.command == "unlearn":
             return _run_unlearn_file(args, console)
+        if args.command == "experiment":
+            return _run_experiment_file(args, console)
         return _list_datasets(args, console)
     except InvalidAuditInput as error:
         if args.debug:
@@ -211,52 +220,49 @@ def _run_unlearn_file(args: argparse.Namespace, console) -> int:
     return EXIT_OK
 
 
+def _progress(console):
+    from miaudit.console_progress import ProgressDisplay
+
+    return ProgressDisplay(console)
+
+
+def _run_experiment_file(args: argparse.Namespace, console) -> int:
+    from rich.text import Text
+
+    from miaudit.config import load_experiment_config
+    from miaudit.experiment_run import experiment_table, run_experiment, write_experiment
+    from miaudit.validation import check_writable_dir
+
+    config = load_experiment_config(args.config)
+    out = args.out or config.output
+    if out is None:
+        raise InvalidAuditInput(
+            f"{args.config}: no output folder; give --out DIR or an 'output:' field"
+        )
+    check_writable_dir(out, "--out")
+    progress = _progress(console)
+    with warnings.catch_warnings(), progress:
+        warnings.simplefilter("ignore")  # each target's caveats are in its own report
+        run = run_experiment(
+            config,
+            data_dir=args.data_dir,
+            on_stage=lambda m: console.log(Text(m)),
+            on_reference=progress.models,
+        )
+    paths = write_experiment(run, out)
+    _print_table(console, "Self-audit (mean over targets)", experiment_table(run), paths)
+    return EXIT_OK
+
+
 def _execute(
     config, out: Path, console, *, data_dir, trust_pickle: bool, per_record_csv=None
 ) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.text import Text
 
     from miaudit.evaluation import LowFprResolutionWarning, SmallSliceWarning
     from miaudit.pipeline import run_config
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} {task.fields[unit]} {task.fields[detail]}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-    tasks: dict = {}
-    from_cache: dict[int, bool] = {}
-
-    def on_epoch(epoch: int, n_epochs: int, loss: float) -> None:
-        if "target" not in tasks:
-            tasks["target"] = progress.add_task(
-                "training the target", total=n_epochs, unit="epochs", detail=""
-            )
-        progress.update(tasks["target"], completed=epoch, detail=f"loss {loss:.4f}")
-
-    def on_reference(done: int, total: int, info: dict) -> None:
-        if "refs" not in tasks:
-            tasks["refs"] = progress.add_task(
-                "reference models", total=total, unit="models", detail=""
-            )
-        acc = info.get("test_accuracy")
-        source = "cached" if info.get("from_cache") else f"{info.get('seconds', 0):.1f} s"
-        detail = f"last: test acc {acc:.3f} ({source})" if acc is not None else ""
-        progress.update(tasks["refs"], completed=done, detail=detail)
-        from_cache[info.get("model", done)] = bool(info.get("from_cache"))
-        if done == total:  # a line that stays in a log, unlike the transient bar
-            cached = sum(from_cache.values())
-            console.log(
-                Text(
-                    f"{total} reference models ready: {cached} from the model cache, "
-                    f"{total - cached} trained"
-                )
-            )
-            from_cache.clear()
+    progress = _progress(console)
 
     def on_stage(message: str) -> None:
         console.log(Text(message))  # user text (attack labels) is never markup
@@ -268,8 +274,8 @@ def _execute(
             data_dir=data_dir,
             trust_pickle=trust_pickle,
             on_stage=on_stage,
-            on_epoch=on_epoch,
-            on_reference=on_reference,
+            on_epoch=progress.epochs,
+            on_reference=progress.models,
         )
     # The report (matplotlib, jinja2) loads only now: a configuration error must end the
     # run within seconds of its start, before any model is trained.

@@ -358,6 +358,33 @@ class AuditConfig(_Section):
         return [a if isinstance(a, str) else a.as_dict() for a in self.attacks]
 
 
+class ExperimentConfig(_Section):
+    """A self-audit (``miaudit experiment``): ``n_targets`` models of one recipe, each
+    audited in turn with ``n_references`` others as references (see
+    :func:`miaudit.experiment.self_audit`). ``records``: a seeded subset of the data set
+    (default all of it); every model trains on a random half of those records."""
+
+    dataset: DatasetSection
+    data_dir: Path | None = None
+    records: StrictInt | None = Field(default=None, ge=20)
+    recipe: RecipeSection
+    attacks: list[str | AttackEntry] | None = None
+    n_references: StrictInt = Field(ge=1)
+    n_targets: StrictInt = Field(default=1, ge=1)
+    queries: Literal["auto", "none", "flips", "flips_and_shifts"] = "auto"
+    cache_dir: Path | None = None
+    population_size: StrictInt | None = Field(default=None, gt=0)
+    seed: StrictInt = 0
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    output: Path | None = None
+
+    def attack_entries(self) -> list[str | dict[str, Any]]:
+        """The attacks, by default the reference attacks of the papers and the loss attack."""
+        if self.attacks is None:
+            return ["lira", "rmia", "attack_r", "loss"]
+        return [a if isinstance(a, str) else a.as_dict() for a in self.attacks]
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = []
     for item in error.errors():
@@ -385,6 +412,36 @@ def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = N
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     return config
+
+
+def parse_experiment_config(
+    data: Any, *, source: str = "config", base_dir: Path | None = None
+) -> ExperimentConfig:
+    """Validate a self-audit file; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise InvalidAuditInput(
+            f"{source}: an experiment file must be a mapping with keys dataset, recipe, "
+            f"n_references, ... (got {type(data).__name__})"
+        )
+    if isinstance(data.get("dataset"), str):
+        data = {**data, "dataset": {"name": data["dataset"]}}
+    try:
+        config = ExperimentConfig.model_validate(data)
+    except ValidationError as error:
+        raise InvalidAuditInput(capped(_format_validation_error(error, source))) from None
+    if base_dir is None:
+        return config
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base_dir / p)
+
+    return config.model_copy(
+        update={
+            "cache_dir": fix(config.cache_dir),
+            "data_dir": fix(config.data_dir),
+            "output": fix(config.output),
+        }
+    )
 
 
 #: Longest error message a malformed file produces: a hostile file must not flood the
@@ -427,6 +484,17 @@ def capped(message: str) -> str:
 def load_config(path: str | Path) -> AuditConfig:
     """Read and validate a YAML audit file."""
     path = Path(path)
+    return parse_config(read_yaml(path), source=str(path), base_dir=path.parent)
+
+
+def load_experiment_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML self-audit file (``miaudit experiment``)."""
+    path = Path(path)
+    return parse_experiment_config(read_yaml(path), source=str(path), base_dir=path.parent)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file parsed with the strict loader, errors naming line and column."""
     check_readable_file(path, "audit file")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
@@ -437,7 +505,7 @@ def load_config(path: str | Path) -> AuditConfig:
         raise InvalidAuditInput(capped(f"{path}: not valid YAML{where}: {problem}")) from None
     except UnicodeDecodeError:
         raise InvalidAuditInput(f"{path}: not a UTF-8 text file") from None
-    return parse_config(data, source=str(path), base_dir=path.parent)
+    return data
 
 
 def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:

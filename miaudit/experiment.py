@@ -29,12 +29,17 @@ from miaudit.targets.adapters import TorchTarget
 
 @dataclass(frozen=True)
 class TargetRun:
-    """One model audited as the target: its accuracies and every attack's evaluation."""
+    """One model audited as the target: its accuracies, every attack's evaluation, and what
+    a report of it needs (scores by attack, membership, labels, record ids, population)."""
 
     target_index: int
     train_accuracy: float
     test_accuracy: float
     attacks: list[AttackEvaluation]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    is_member: np.ndarray | None = None
+    records: np.ndarray | None = None
+    n_population: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,26 +159,31 @@ def self_audit(
         )
         target = TorchTarget(trained[t].model, n_classes=dataset.n_classes, access="logits")
         signals = compute_signals(target, dataset.x, dataset.y)
+        evaluations, scores = _audit_one_target(
+            specs,
+            target,
+            signals,
+            is_member,
+            dataset,
+            settings,
+            observed.select_models(others),
+            target_obs,
+            z_rows,
+            infos,
+            query_name,
+            n_references,
+            tuple(trained[j] for j in others),
+        )
         runs.append(
             TargetRun(
                 target_index=t,
                 train_accuracy=float(signals.correct[is_member].mean()),
                 test_accuracy=float(signals.correct[~is_member].mean()),
-                attacks=_audit_one_target(
-                    specs,
-                    target,
-                    signals,
-                    is_member,
-                    dataset,
-                    settings,
-                    observed.select_models(others),
-                    target_obs,
-                    z_rows,
-                    infos,
-                    query_name,
-                    n_references,
-                    tuple(trained[j] for j in others),
-                ),
+                attacks=evaluations,
+                scores=scores,
+                is_member=is_member,
+                records=records,
+                n_population=int(z_rows.size),
             )
         )
     return SelfAuditResult(
@@ -199,8 +209,9 @@ def _audit_one_target(
     query_name: str,
     n_references: int,
     models: tuple = (),
-) -> list[AttackEvaluation]:
-    """The audit loop of :func:`~miaudit.audit.run_audit` on one pool model as the target."""
+) -> tuple[list[AttackEvaluation], dict[str, np.ndarray]]:
+    """The audit loop of :func:`~miaudit.audit.run_audit` on one pool model as the target:
+    the evaluations and the scores by attack."""
     reference_evidence = ReferenceEvidence(
         audited_references=references,
         audited_target=target_obs,
@@ -230,4 +241,5 @@ def _audit_one_target(
         else spec
         for spec in specs
     ]
-    return run_attacks(evidence, capped, settings)[0]
+    evaluations, scores, _ = run_attacks(evidence, capped, settings)
+    return evaluations, scores

@@ -1,0 +1,235 @@
+"""``miaudit experiment CONFIG.yaml``: the self-audit protocol from a file, with the report of
+an audit for each target model and one table across them.
+
+The benchmark tables of the README (reference-model attacks at K references, several targets
+averaged) come from :func:`miaudit.experiment.self_audit`; this module lets a user produce
+them without Python. Each target's audit is an :class:`~miaudit.evaluation.AuditResult`
+like any other, so ``report.json``, ``scores.npz`` and ``report.html`` keep their contract;
+``experiment.json`` adds the figures averaged over the targets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from miaudit import __version__
+from miaudit.atomic import atomic_write
+from miaudit.config import ExperimentConfig
+from miaudit.data import load_dataset
+from miaudit.data.dataset import Dataset
+from miaudit.errors import InvalidAuditInput
+from miaudit.evaluation.results import AuditResult
+from miaudit.experiment import SelfAuditResult, TargetRun
+from miaudit.targets.adapters import AccessLevel
+
+__all__ = ["ExperimentRun", "experiment_table", "run_experiment", "write_experiment"]
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """A finished self-audit: the pooled result, one audit per target, the file's facts."""
+
+    result: SelfAuditResult
+    audits: list[AuditResult]
+    facts: dict
+    seconds: float
+
+
+def _subset(dataset: Dataset, size: int | None, seed: int) -> tuple[Dataset, np.ndarray]:
+    """``size`` records drawn with ``seed`` (all, in order, when None), and their indices."""
+    if size is None:
+        return dataset, np.arange(dataset.n_records)
+    if size > dataset.n_records:
+        raise InvalidAuditInput(
+            f"records: {size} asked for, but data set {dataset.name!r} has {dataset.n_records}"
+        )
+    chosen = np.sort(np.random.default_rng(seed).choice(dataset.n_records, size, replace=False))
+    subset = Dataset(
+        dataset.name,
+        dataset.x[chosen],
+        dataset.y[chosen],
+        dataset.n_classes,
+        class_names=dataset.class_names,
+        source=dataset.source,
+    )
+    return subset, chosen
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    data_dir: str | Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_reference: Callable[[int, int, dict], None] | None = None,
+) -> ExperimentRun:
+    """Train (or load) the models of the self-audit the file describes and audit its
+    targets. The attacks and the recipe are checked before the data loads."""
+    from miaudit.attacks.registry import build_attacks, check_requirements
+    from miaudit.compute import ModelCache
+    from miaudit.experiment import self_audit
+    from miaudit.pipeline import _torch_recipe
+
+    started = time.perf_counter()
+    notify = on_stage or (lambda message: None)
+    specs = build_attacks(config.attack_entries())
+    # Every self-audit target is a model miaudit trained, queried for its logits.
+    check_requirements(specs, AccessLevel.LOGITS, has_recipe=True)
+    shadows = [s.label for s in specs if s.requirements.shadows]
+    if shadows:
+        raise InvalidAuditInput(
+            f"attacks: {shadows} train shadow models on the attacker's own data, but every "
+            "record of a self-audit is audited; run them with miaudit audit"
+        )
+    recipe = _torch_recipe(config.recipe, where="recipe")
+    notify(f"loading data set {config.dataset.name}")
+    full = load_dataset(config.dataset.name, data_dir=data_dir or config.data_dir)
+    dataset, indices = _subset(full, config.records, config.seed)
+    recipe.validate(dataset)
+    notify(
+        f"self-audit: {config.n_targets} target(s), {config.n_references} references each, "
+        f"{dataset.n_records} records"
+    )
+    result = self_audit(
+        recipe,
+        dataset,
+        n_references=config.n_references,
+        n_targets=config.n_targets,
+        attacks=specs,
+        queries=config.queries,
+        seed=config.seed,
+        cache=ModelCache(config.cache_dir),
+        population_size=config.population_size,
+        settings=config.evaluation,
+        progress=on_reference,
+    )
+    facts = {
+        "dataset": full.name,
+        "records": int(dataset.n_records),
+        "architecture": recipe.architecture,
+        "architecture_params": dict(recipe.arch_params),
+        "training": asdict(recipe.training),
+        "n_references": config.n_references,
+        "n_targets": config.n_targets,
+        "n_models": result.n_models,
+        "models_from_cache": result.models_from_cache,
+        "training_seconds": [round(s, 3) for s in result.training_seconds],
+    }
+    audits = [_audit_of(run, result, dataset, indices, config, facts) for run in result.runs]
+    return ExperimentRun(result, audits, facts, time.perf_counter() - started)
+
+
+def _audit_of(
+    run: TargetRun,
+    result: SelfAuditResult,
+    dataset: Dataset,
+    indices: np.ndarray,
+    config: ExperimentConfig,
+    facts: dict,
+) -> AuditResult:
+    """One target's audit as an :class:`AuditResult` (the report of ``miaudit audit``)."""
+    is_member = np.asarray(run.is_member, bool)
+    settings = asdict(config.evaluation)
+    settings["fprs"] = list(config.evaluation.fprs)
+    settings["miaudit_version"] = __version__
+    target = {
+        "description": f"{facts['architecture']} model {run.target_index} of a self-audit",
+        "access": "logits",
+        "n_classes": dataset.n_classes,
+        "train_accuracy": run.train_accuracy,
+        "test_accuracy": run.test_accuracy,
+        "accuracy_measured_on": "train: the audited members; test: the audited non-members",
+        "architecture": facts["architecture"],
+        "architecture_params": facts["architecture_params"],
+        "training": facts["training"],
+        "origin": "trained by miaudit experiment (self-audit protocol: the model's own "
+        f"training half are the members, the rest the non-members; {result.n_references} "
+        "reference models from other pairs)",
+    }
+    data = {
+        "dataset": dataset.name,
+        "source": dataset.source,
+        "n_classes": dataset.n_classes,
+        "class_names": list(dataset.class_names),
+        "n_members": int(is_member.sum()),
+        "n_nonmembers": int((~is_member).sum()),
+        "n_population": run.n_population,
+        "split": {
+            "seed": config.seed,
+            "n_members": int(is_member.sum()),
+            "n_nonmembers": int((~is_member).sum()),
+            "n_population": run.n_population,
+        },
+    }
+    records = np.asarray(run.records, np.int64)
+    return AuditResult(
+        target=target,
+        data=data,
+        attacks=run.attacks,
+        scores=run.scores,
+        is_member=is_member,
+        labels=dataset.y[records],
+        settings=settings,
+        warnings=[],
+        seconds=0.0,
+        records=indices[records],
+    )
+
+
+def experiment_table(run: ExperimentRun) -> list[list[str]]:
+    """Header and one row per attack: AUC (mean ± std over targets), TPR at 1 % and 0.1 %
+    FPR with their mean Clopper–Pearson intervals."""
+    rows = [["attack", "K", "targets", "AUC", "TPR@1% FPR", "TPR@0.1% FPR"]]
+    for row in run.result.summary():
+        lo1, hi1 = row["tpr@1%_ci"]
+        lo01, hi01 = row["tpr@0.1%_ci"]
+        rows.append(
+            [
+                row["attack"],
+                str(row["K"]),
+                str(row["n_targets"]),
+                f"{row['auc']:.3f} ± {row['auc_std']:.3f}",
+                f"{row['tpr@1%']:.3f} [{lo1:.3f}, {hi1:.3f}]",
+                f"{row['tpr@0.1%']:.3f} [{lo01:.3f}, {hi01:.3f}]",
+            ]
+        )
+    return rows
+
+
+def write_experiment(run: ExperimentRun, out: str | Path) -> dict[str, Path]:
+    """``out/target-<t>/`` (an audit report per target) and ``out/experiment.json``."""
+    from miaudit.report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for run_t, audit in zip(run.result.runs, run.audits, strict=True):
+        folder = out / f"target-{run_t.target_index}"
+        write_report(audit, folder)
+        paths[f"target-{run_t.target_index}"] = folder
+    document = {
+        "miaudit_version": __version__,
+        "protocol": "self-audit (Carlini et al. 2022; Zarifzadeh et al. 2024)",
+        **run.facts,
+        "summary": run.result.summary(),
+        "targets": [
+            {
+                "target": r.target_index,
+                "train_accuracy": r.train_accuracy,
+                "test_accuracy": r.test_accuracy,
+                "report": f"target-{r.target_index}/report.json",
+            }
+            for r in run.result.runs
+        ],
+        "seconds": round(run.seconds, 3),
+    }
+    path = out / "experiment.json"
+    text = json.dumps(document, indent=2, allow_nan=False)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    paths["experiment"] = path
+    return paths
