@@ -615,3 +615,48 @@ def test_dataset_from_arrays_validates_everything_at_once():
         dataset_from_arrays(np.ones((2, 1)), np.zeros(2, int), name="toy")
     with pytest.raises(InvalidAuditInput, match="expected numbers"):
         dataset_from_arrays(np.array([["a"], ["b"]]), np.array([0, 1]), name="toy")
+
+
+def test_svhn_mat_files_map_label_10_to_digit_0(tmp_path):
+    from scipy.io import savemat
+
+    from miaudit.data.digit_sets import load_svhn_dir
+
+    rng = np.random.default_rng(4)
+    for name, n in (("train_32x32.mat", 5), ("test_32x32.mat", 3)):
+        x = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
+        y = np.array([[10], [1], [5], [9], [2]][:n], dtype=np.uint8)
+        savemat(tmp_path / name, {"X": x, "y": y})
+    data = load_dataset(tmp_path)  # recognised by its files
+    _check_canonical(data, (8, 3, 32, 32), 10)
+    assert data.y[:5].tolist() == [0, 1, 5, 9, 2] and data.class_names[0] == "0"
+    # Pixel (row 3, column 7, green) of the first image keeps its place in NCHW.
+    from scipy.io import loadmat
+
+    raw = loadmat(tmp_path / "train_32x32.mat")["X"]
+    assert data.x[0, 1, 3, 7] == pytest.approx(raw[3, 7, 1, 0] / 255)
+    assert load_svhn_dir(tmp_path, part="test").n_records == 3
+    with pytest.raises(DataNotFoundError, match=r"extra_32x32\.mat"):
+        load_svhn_dir(tmp_path, part="extra")
+    savemat(tmp_path / "test_32x32.mat", {"X": np.zeros((28, 28, 3, 2), np.uint8), "y": y[:2]})
+    with pytest.raises(InvalidAuditInput, match=r"\(32, 32, 3, n\)"):
+        load_svhn_dir(tmp_path)
+
+
+def test_kmnist_npz_files(tmp_path):
+    from miaudit.data.digit_sets import load_kmnist_dir
+
+    rng = np.random.default_rng(5)
+    for part, n in (("train", 6), ("test", 2)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        np.savez(tmp_path / f"kmnist-{part}-imgs.npz", images)
+        np.savez(tmp_path / f"kmnist-{part}-labels.npz", rng.integers(0, 10, n).astype(np.uint8))
+    data = load_dataset(tmp_path)
+    _check_canonical(data, (8, 1, 28, 28), 10)
+    assert data.class_names[:3] == ("o", "ki", "su")
+    test = load_kmnist_dir(tmp_path, part="test")
+    with np.load(tmp_path / "kmnist-test-imgs.npz") as archive:
+        np.testing.assert_allclose(test.x[:, 0], archive["arr_0"] / 255, atol=1e-6)
+    np.savez(tmp_path / "kmnist-test-labels.npz", np.zeros(3, np.uint8))
+    with pytest.raises(InvalidAuditInput, match="n labels"):
+        load_kmnist_dir(tmp_path)

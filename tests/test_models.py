@@ -67,6 +67,9 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         ("small_cnn", (3, 32, 32), {"widths": (8, 16)}),
         ("small_cnn", (1, 28, 28), {}),
         ("resnet18", (3, 32, 32), {"width": 4}),
+        ("vgg16_bn", (3, 32, 32), {"width": 0.125}),
+        ("vgg16_bn", (3, 64, 64), {"width": 0.125, "dropout": 0.5}),
+        ("wide_resnet", (3, 32, 32), {"depth": 10, "k": 1}),
     ],
 )
 def test_forward_shape(name: str, shape: tuple[int, ...], params: dict) -> None:
@@ -78,7 +81,8 @@ def test_forward_shape(name: str, shape: tuple[int, ...], params: dict) -> None:
 
 def test_registry_lists_every_architecture_with_params() -> None:
     listed = list_architectures()
-    assert set(listed) == {"mlp", "lenet5", "small_cnn", "resnet18"} == set(ARCHITECTURES)
+    expected = {"mlp", "lenet5", "small_cnn", "resnet18", "vgg16_bn", "wide_resnet"}
+    assert set(listed) == expected == set(ARCHITECTURES)
     assert listed["mlp"]["params"]["hidden"]["default"] == (128,)
 
 
@@ -104,7 +108,58 @@ def test_bad_params_are_all_reported() -> None:
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "small_cnn", "resnet18"])
+def test_vgg16_bn_and_wide_resnet_have_the_published_layers() -> None:
+    vgg = build_model("vgg16_bn", input_shape=(3, 32, 32), n_classes=100)
+    convs = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in vgg.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    linears = [m for m in vgg.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(convs) == 13 == len(norms) and len(linears) == 2  # 16 weight layers with fc
+    assert [c.out_channels for c in convs][-1] == 512 and linears[-1].out_features == 100
+    wrn = build_model("wide_resnet", input_shape=(3, 32, 32), n_classes=10)  # WRN-28-2
+    convs = [m for m in wrn.modules() if isinstance(m, torch.nn.Conv2d)]
+    widths = sorted({c.out_channels for c in convs})
+    assert widths == [16, 32, 64, 128]
+    # 1 stem + 3 groups x 4 blocks x 2 convolutions + 3 projection shortcuts = 28 layers
+    # counted as in the paper (stem, 24 block convolutions, classifier; shortcuts apart).
+    assert len(convs) == 1 + 24 + 3
+    params = sum(p.numel() for p in wrn.parameters())
+    assert 1.4e6 < params < 1.6e6  # WRN-28-2 has 1.5 M parameters (Zagoruyko & Komodakis)
+    with pytest.raises(InvalidAuditInput, match="6n"):
+        build_model("wide_resnet", input_shape=(3, 32, 32), n_classes=10, depth=27)
+    with pytest.raises(InvalidAuditInput, match="32x32"):
+        build_model("vgg16_bn", input_shape=(3, 28, 28), n_classes=10)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("vgg16_bn", {"width": 0.125}), ("wide_resnet", {"depth": 10, "k": 1})],
+)
+def test_vgg_and_wrn_recipes_train_on_random_images(name: str, params: dict) -> None:
+    """The recipe path end to end: trained for a few epochs on 64 random images with
+    random labels, the network fits them better than at the start."""
+    from miaudit.data import Dataset
+
+    rng = np.random.default_rng(0)
+    data = Dataset(
+        "random",
+        rng.random((64, 3, 32, 32), dtype=np.float32),
+        rng.integers(0, 4, 64).astype(np.int64),
+        4,
+    )
+    training = TrainingConfig(epochs=15, batch_size=16, optimizer="adam", lr=3e-3, device="cpu")
+    recipe = TorchRecipe(architecture=name, arch_params=params, training=training)
+    recipe.validate(data)
+    trained = recipe.train(data, np.arange(64), seed=0)
+    start = build_model(name, input_shape=(3, 32, 32), n_classes=4, seed=0, **params).eval()
+    x = torch.from_numpy(data.x)
+    y = torch.from_numpy(data.y)
+    with torch.no_grad():
+        before = torch.nn.functional.cross_entropy(start(x), y).item()
+        after = torch.nn.functional.cross_entropy(trained.model.eval()(x), y).item()
+    assert after < before
+
+
+@pytest.mark.parametrize("name", ["lenet5", "small_cnn", "resnet18", "vgg16_bn", "wide_resnet"])
 def test_image_architecture_refuses_tabular_input(name: str) -> None:
     with pytest.raises(InvalidAuditInput, match=r"image input"):
         build_model(name, input_shape=(30,), n_classes=2)

@@ -23,6 +23,7 @@ from miaudit.data.cifar import (
     load_cifar100_dir,
 )
 from miaudit.data.dataset import Dataset
+from miaudit.data.digit_sets import is_kmnist_dir, is_svhn_dir, load_kmnist_dir, load_svhn_dir
 from miaudit.data.files import load_csv, load_npy, load_npz, open_npz
 from miaudit.data.idx import find_idx_files, load_idx_dir
 from miaudit.data.loaders import (
@@ -130,7 +131,8 @@ _FILE_LOADERS: dict[str, Callable[..., Dataset]] = {
 _STANDARD_SUBDIRS = ("cifar-10-batches-py", "cifar-100-python")
 _FORMATS_HELP = (
     "a .npz, .npy or .csv file, or a directory holding cifar-10-batches-py / cifar-100-python "
-    "files or the four MNIST-style IDX files (train-images-idx3-ubyte[.gz], ...)"
+    "files, SVHN's train_32x32.mat and test_32x32.mat, KMNIST's kmnist-*-imgs/labels.npz, "
+    "or the four MNIST-style IDX files (train-images-idx3-ubyte[.gz], ...)"
 )
 
 
@@ -167,6 +169,10 @@ def _directory_loader(directory: Path) -> tuple[Callable[..., Dataset], Path] | 
             return load_cifar10_dir, candidate
         if is_cifar100_dir(candidate):
             return load_cifar100_dir, candidate
+        if is_svhn_dir(candidate):
+            return load_svhn_dir, candidate
+        if is_kmnist_dir(candidate):
+            return load_kmnist_dir, candidate
         if find_idx_files(candidate):
             return load_idx_dir, candidate
     return None
@@ -348,6 +354,12 @@ def official_train_size(
             if {"x", "y"} <= set(archive.files) or "y_train" not in archive.files:
                 return None
         return load_npz(target, part="train").n_records
-    if loader in (load_idx_dir, load_cifar10_dir, load_cifar100_dir):
+    if loader in (
+        load_idx_dir,
+        load_cifar10_dir,
+        load_cifar100_dir,
+        load_svhn_dir,
+        load_kmnist_dir,
+    ):
         return loader(target, part="train").n_records
     return None

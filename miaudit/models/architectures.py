@@ -87,6 +87,16 @@ def _fraction(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _width(value: Any) -> tuple[Any, bool]:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 4
+    return (float(value), True) if ok else (value, False)
+
+
+def _wrn_depth(value: Any) -> tuple[Any, bool]:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 10
+    return (value, ok and (value - 4) % 6 == 0)
+
+
 def _positive_int(value: Any) -> tuple[Any, bool]:
     if is_int(value) and value > 0:
         return int(value), True
@@ -229,6 +239,90 @@ def _resnet18(input_shape: tuple[int, ...], n_classes: int, *, width: int) -> nn
     return _ResNet18(input_shape[0], n_classes, width)
 
 
+#: VGG-16's convolution widths, "M" for a 2x2 max-pool (Simonyan & Zisserman 2015, config D).
+_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _vgg16_bn(
+    input_shape: tuple[int, ...], n_classes: int, *, width: float, dropout: float
+) -> nn.Module:
+    """VGG-16 with batch norm for 32x32 images, as in MindArmour's CIFAR-100 tutorial and
+    the CIFAR VGGs of the literature: the 13 convolutions of config D (each followed by
+    batch norm and ReLU), five max-pools down to 1x1, then a 512-wide classifier. ``width``
+    scales every layer (0.25 gives a CPU-sized network with the same depth)."""
+    layers: list[nn.Module] = []
+    c_in = input_shape[0]
+    for item in _VGG16:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        c_out = max(1, round(int(item) * width))
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+        layers.append(nn.ReLU())
+        c_in = c_out
+    hidden = max(1, round(512 * width))
+    head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, hidden)]
+    head.append(nn.ReLU())
+    if dropout > 0:
+        head.append(nn.Dropout(dropout))
+    head.append(nn.Linear(hidden, n_classes))
+    return nn.Sequential(nn.Sequential(*layers), nn.Sequential(*head))
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation residual block of a wide ResNet (BN-ReLU-conv twice, Zagoruyko &
+    Komodakis 2016, Fig. 1d), with dropout between the convolutions when asked."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(x))
+        # The projection shortcut takes the activated input, as in the authors' code.
+        shortcut = x if isinstance(self.shortcut, nn.Identity) else self.shortcut(out)
+        out = self.conv1(out)
+        out = self.conv2(self.drop(torch.relu(self.bn2(out))))
+        return out + shortcut
+
+
+class _WideResNet(nn.Module):
+    """WRN-d-k: a 3x3 stem of 16 channels, three groups of (d - 4) / 6 blocks of widths
+    16k, 32k, 64k (strides 1, 2, 2), BN-ReLU, global average pool, linear."""
+
+    def __init__(self, channels: int, n_classes: int, depth: int, k: int, dropout: float):
+        super().__init__()
+        per_group = (depth - 4) // 6
+        self.stem = nn.Conv2d(channels, 16, 3, padding=1, bias=False)
+        blocks: list[nn.Module] = []
+        c_in = 16
+        for group, stride in enumerate((1, 2, 2)):
+            c_out = 16 * k * 2**group
+            for i in range(per_group):
+                blocks.append(_WideBlock(c_in, c_out, stride if i == 0 else 1, dropout))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.fc = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn(self.blocks(self.stem(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+
+
+def _wide_resnet(
+    input_shape: tuple[int, ...], n_classes: int, *, depth: int, k: int, dropout: float
+) -> nn.Module:
+    return _WideResNet(input_shape[0], n_classes, depth, k, dropout)
+
+
 # --------------------------------------------------------------------------------------
 # Input-shape rules
 # --------------------------------------------------------------------------------------
@@ -347,6 +441,33 @@ ARCHITECTURES: Mapping[str, ArchitectureSpec] = MappingProxyType(
             ),
             check_shape=_min_image_shape(lambda p: 8),
             builder=_resnet18,
+        ),
+        "vgg16_bn": ArchitectureSpec(
+            name="vgg16_bn",
+            description="VGG-16 with batch norm for 32x32 images (MindArmour's CIFAR-100 "
+            "tutorial); width scales every layer",
+            params=MappingProxyType(
+                {
+                    "width": ParamSpec(1.0, "a float in (0, 4]", _width),
+                    "dropout": _DROPOUT,
+                }
+            ),
+            check_shape=_min_image_shape(lambda p: 32),
+            builder=_vgg16_bn,
+        ),
+        "wide_resnet": ArchitectureSpec(
+            name="wide_resnet",
+            description="Wide ResNet WRN-depth-k (Zagoruyko & Komodakis 2016), default "
+            "WRN-28-2; depth = 6n + 4",
+            params=MappingProxyType(
+                {
+                    "depth": ParamSpec(28, "an int 6n + 4 >= 10 (10, 16, 22, 28, ...)", _wrn_depth),
+                    "k": ParamSpec(2, "a positive int (widening factor)", _positive_int),
+                    "dropout": _DROPOUT,
+                }
+            ),
+            check_shape=_min_image_shape(lambda p: 4),
+            builder=_wide_resnet,
         ),
     }
 )
