@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write every audited record's scores and flags to this CSV file",
     )
+    audit.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="log the audit as an MLflow run (as 'tracking: mlflow' in the file)",
+    )
+    audit.add_argument("--mlflow-uri", help="MLflow tracking URI (default: MLflow's own)")
 
     sweep = sub.add_parser(
         "sweep", help="audit every defense setting of a YAML file's 'sweep:' list"
@@ -127,13 +133,14 @@ def _run_demo(args: argparse.Namespace, console) -> int:
     return _execute(demo_config(), args.out, console, data_dir=None, trust_pickle=False)
 
 
-def _config_and_out(args: argparse.Namespace):
-    """The audit file and its output folder, checked writable before any work: a report
-    that cannot be written fails now, not after the models have trained."""
+def _config_and_out(args: argparse.Namespace, load=None):
+    """The audit file (read by ``load``, default :func:`~miaudit.config.load_config`) and
+    its output folder, checked writable before any work: a report that cannot be written
+    fails now, not after the models have trained."""
     from miaudit.config import load_config
     from miaudit.validation import check_writable_dir
 
-    config = load_config(args.config)
+    config = (load or load_config)(args.config)
     out = args.out or config.output
     if out is None:
         raise InvalidAuditInput(
@@ -167,6 +174,17 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
         if Path(csv_path).is_dir():
             raise InvalidAuditInput(f"--per-record-csv: {str(csv_path)!r} is a folder")
         check_writable_dir(Path(csv_path).absolute().parent, "--per-record-csv")
+    tracking = config.tracking
+    if args.mlflow or args.mlflow_uri:
+        from miaudit.config import TrackingSection
+
+        tracking = (tracking or TrackingSection()).model_copy(
+            update={"uri": args.mlflow_uri or (tracking.uri if tracking else None)}
+        )
+    if tracking is not None:
+        from miaudit.tracking import _mlflow
+
+        _mlflow()  # missing MLflow ends the run now, not after the models have trained
     return _execute(
         config,
         out,
@@ -174,6 +192,7 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
         data_dir=args.data_dir,
         trust_pickle=args.trust_pickle,
         per_record_csv=csv_path,
+        tracking=tracking,
     )
 
 
@@ -231,15 +250,8 @@ def _run_experiment_file(args: argparse.Namespace, console) -> int:
 
     from miaudit.config import load_experiment_config
     from miaudit.experiment_run import experiment_table, run_experiment, write_experiment
-    from miaudit.validation import check_writable_dir
 
-    config = load_experiment_config(args.config)
-    out = args.out or config.output
-    if out is None:
-        raise InvalidAuditInput(
-            f"{args.config}: no output folder; give --out DIR or an 'output:' field"
-        )
-    check_writable_dir(out, "--out")
+    config, out = _config_and_out(args, load_experiment_config)
     progress = _progress(console)
     with warnings.catch_warnings(), progress:
         warnings.simplefilter("ignore")  # each target's caveats are in its own report
@@ -255,7 +267,14 @@ def _run_experiment_file(args: argparse.Namespace, console) -> int:
 
 
 def _execute(
-    config, out: Path, console, *, data_dir, trust_pickle: bool, per_record_csv=None
+    config,
+    out: Path,
+    console,
+    *,
+    data_dir,
+    trust_pickle: bool,
+    per_record_csv=None,
+    tracking=None,
 ) -> int:
     from rich.text import Text
 
@@ -286,6 +305,16 @@ def _execute(
         from miaudit.report.leaks import write_per_record_csv
 
         paths["csv"] = write_per_record_csv(result, per_record_csv)
+    if tracking is not None:
+        import json
+
+        from miaudit.tracking import log_to_mlflow
+
+        report = json.loads(paths["json"].read_text(encoding="utf-8"))
+        run_id = log_to_mlflow(
+            report, paths, tracking_uri=tracking.uri, experiment=tracking.experiment
+        )
+        console.log(Text(f"logged to MLflow: experiment {tracking.experiment!r}, run {run_id}"))
     print_summary(result, console=console)
     # Evaluation caveats are already in the summary (merged across attacks); print the
     # other warnings raised during the run (e.g. by training) once each.

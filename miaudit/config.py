@@ -326,6 +326,20 @@ class UnlearningSection(_Section):
         return self
 
 
+class TrackingSection(_Section):
+    """``tracking: mlflow`` (MLflow's default URI) or ``{kind: mlflow, uri: ...,
+    experiment: ...}``: log the audit as an MLflow run (see :mod:`miaudit.tracking`)."""
+
+    kind: Literal["mlflow"] = "mlflow"
+    uri: str | None = None
+    experiment: str = Field(default="miaudit", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+
 class AuditConfig(_Section):
     """A whole audit. See README.md for an example."""
 
@@ -343,6 +357,8 @@ class AuditConfig(_Section):
     canary_audit: CanaryAuditSection | None = None
     #: The deletion study of ``miaudit unlearn`` (ignored by the other commands).
     unlearning: UnlearningSection | None = None
+    #: Log the audit to an experiment tracker (``miaudit audit`` only).
+    tracking: TrackingSection | None = None
 
     @model_validator(mode="before")
     @classmethod

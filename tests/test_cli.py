@@ -205,3 +205,44 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "miaudit"
     done = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "miaudit" in done.stdout
+
+
+def test_mlflow_logs_params_metrics_and_artifacts(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    store = tmp_path / "mlruns"
+    config = {
+        "dataset": "digits",
+        "split": {"members": 200, "nonmembers": 200, "seed": 0},
+        "target": {
+            "sklearn": {"estimator": "RandomForestClassifier", "params": {"n_estimators": 20}}
+        },
+        "attacks": ["loss", "gap"],
+        "tracking": {"kind": "mlflow", "uri": store.as_uri(), "experiment": "audits"},
+    }
+    path = _write_yaml(tmp_path / "audit.yaml", config)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    assert main(["--quiet", "audit", str(path), "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    client = mlflow.tracking.MlflowClient(store.as_uri())
+    (experiment,) = [e for e in client.search_experiments() if e.name == "audits"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["dataset"] == "digits" and run.data.params["n_members"] == "200"
+    for attack in report["attacks"]:
+        assert run.data.metrics[f"{attack['name']}.auc"] == pytest.approx(attack["auc"])
+        assert run.data.metrics[f"{attack['name']}.tpr_at_fpr_0.01"] == pytest.approx(
+            attack["tpr_at_fpr"]["0.01"]
+        )
+    assert run.data.tags["miaudit.verdict"] == report["verdict"]["risk"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"report.html", "report.json"}
+    # --mlflow on the command line does the same for a file without a tracking section.
+    del config["tracking"]
+    path = _write_yaml(tmp_path / "plain.yaml", config)
+    other = (tmp_path / "other").as_uri()
+    assert (
+        main(["--quiet", "audit", str(path), "--out", str(tmp_path / "r2"), "--mlflow-uri", other])
+        == 0
+    )
+    client = mlflow.tracking.MlflowClient(other)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "miaudit"]
+    assert len(client.search_runs([experiment.experiment_id])) == 1
