@@ -41,7 +41,7 @@ from miaudit.references import (
     reference_warnings,
     resolve_queries,
 )
-from miaudit.signals.evidence import Evidence, query_target
+from miaudit.signals.evidence import Evidence, StepCallback, query_target
 from miaudit.signals.table import SignalTable
 from miaudit.targets.adapters import AccessLevel, Target
 from miaudit.validation import is_int
@@ -142,6 +142,7 @@ def build_evidence(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     on_reference: Callable[[int, int, dict], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> Evidence:
     """Query the target once and gather the reference models' answers: the evidence every
     attack of ``plan`` reads."""
@@ -179,6 +180,7 @@ def build_evidence(
         cache=None if references is None else references.cache(),
         is_member=split.is_member,
         seed=seed,
+        on_step=on_step,
     )
 
 
@@ -188,10 +190,12 @@ def run_attacks(
     settings: EvaluationSettings,
     *,
     progress: Callable[[str], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> tuple[list[AttackEvaluation], dict[str, np.ndarray], dict[str, dict]]:
     """The one attack loop of every audit: ``fit(evidence)``, ``score(evidence)``, check the
     score contract, evaluate. Returns the evaluations, the score vectors by label, and the
-    facts attacks report about themselves (e.g. their shadow models) by label."""
+    facts attacks report about themselves (e.g. their shadow models) by label.
+    ``on_step("attacks", done, total, {"attack": label})`` follows each attack."""
     notify = progress or (lambda message: None)
     if evidence.is_member is None:
         raise InvalidAuditInput("run_attacks: the evidence must carry the known membership")
@@ -212,6 +216,8 @@ def run_attacks(
                 spec, score, is_member, evidence.labels, evidence.dataset.class_names, seconds
             )
         )
+        if on_step is not None:
+            on_step("attacks", len(evaluations), len(specs), {"attack": spec.label})
     return evaluations, scores, facts
 
 
@@ -226,6 +232,7 @@ def run_audit(
     references: ReferenceSetup | None = None,
     progress: Callable[[str], None] | None = None,
     on_reference: Callable[[int, int, dict], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> AuditResult:
     """Audit ``target`` on the members and non-members of ``split``.
 
@@ -252,6 +259,9 @@ def run_audit(
         Called with a short message as each stage starts.
     on_reference : callable, optional
         ``on_reference(done, total, info)`` as each reference model is trained or loaded.
+    on_step : callable, optional
+        ``on_step(what, done, total, info)`` as the other long steps advance: ``"attacks"``
+        (after each attack), ``"shadow models"``, ``"synthesis"`` (records found).
 
     Returns
     -------
@@ -275,13 +285,16 @@ def run_audit(
         seed=settings.seed,
         progress=progress,
         on_reference=on_reference,
+        on_step=on_step,
     )
     is_member = split.is_member
     signals = evidence.signals
     warnings_ = _target_warnings(signals, is_member, dataset.n_classes)
     if evidence.references is not None:
         warnings_ += reference_warnings(evidence.references, dataset.n_classes)
-    evaluations, scores, facts = run_attacks(evidence, plan.specs, settings, progress=progress)
+    evaluations, scores, facts = run_attacks(
+        evidence, plan.specs, settings, progress=progress, on_step=on_step
+    )
     from miaudit.targets.defenses import defenses_of
 
     info = {

@@ -295,6 +295,7 @@ def _execute(
             on_stage=on_stage,
             on_epoch=progress.epochs,
             on_reference=progress.models,
+            on_step=progress.step,
         )
     # The report (matplotlib, jinja2) loads only now: a configuration error must end the
     # run within seconds of its start, before any model is trained.

@@ -1,7 +1,8 @@
 """The command line's progress display: bars with ETA in a terminal, plain lines in a log.
 
 Long steps report through callbacks (``on_epoch`` for the target's training, ``on_reference``
-for each reference model); this class turns them into what the output can show. In a
+for each reference model, ``on_step`` for the attacks, shadow models and shadow-data
+synthesis); this class turns them into what the output can show. In a
 terminal, rich progress bars with the time remaining, removed when done; when the output is
 a file or a pipe (CI logs, ``nohup``), one line per model and a line every tenth of the
 target's epochs, each with its ETA, so a log says how far a run got. ``--quiet`` silences
@@ -64,22 +65,32 @@ class ProgressDisplay:
         now = time.perf_counter()
         if key not in self._started or done == 0:
             self._started[key] = now
-            self._last_line[key] = -1
+            self._last_line[key] = -1  # the last tenth of ``total`` given a line
         if self._bars is not None:
             if key not in self._tasks:
                 self._tasks[key] = self._bars.add_task(label, total=total, unit=unit, detail="")
             self._bars.update(self._tasks[key], completed=done, total=total, detail=detail)
             return
-        # Plain lines: every step of a few, about every tenth of many.
-        tenth = max(1, total // 10)
-        if done != total and done % tenth and done != 1:
+        # Plain lines: the first step, then each tenth of the way passed (the last included).
+        tenth = done * 10 // max(total, 1)
+        if done == 0 or tenth <= self._last_line[key]:
             return
-        if self._last_line[key] == done:
-            return
-        self._last_line[key] = done
+        self._last_line[key] = tenth
         elapsed = now - self._started[key]
         eta = f", about {_duration(elapsed / done * (total - done))} left" if done else ""
         self.console.log(Text(f"{label}: {done}/{total} {unit} {detail}".rstrip() + eta))
+
+    def step(self, what: str, done: int, total: int, info: dict) -> None:
+        """``on_step`` of an audit: attacks, shadow models, synthesis."""
+        if what == "shadow models":
+            acc = info.get("test_accuracy")
+            source = "cached" if info.get("cached") else f"{info.get('seconds', 0):.1f} s"
+            detail = f"(last: test acc {acc:.3f}, {source})" if acc is not None else ""
+            self._step(what, what, done, total, "models", detail)
+        elif what == "attacks":
+            self._step(what, "attacks", done, total, "done", f"(last: {info.get('attack', '')})")
+        else:
+            self._step(what, what, done, total, "records", "")
 
     def epochs(self, epoch: int, n_epochs: int, loss: float) -> None:
         """``on_epoch`` of the target's training."""

@@ -437,8 +437,10 @@ def run_config(
     on_stage: StageCallback | None = None,
     on_epoch: EpochCallback | None = None,
     on_reference: Callable[[int, int, dict], None] | None = None,
+    on_step: Callable[[str, int, int, dict], None] | None = None,
 ) -> AuditResult:
-    """Run the audit an :class:`AuditConfig` describes; nothing is written."""
+    """Run the audit an :class:`AuditConfig` describes; nothing is written. The callbacks
+    are those of :func:`~miaudit.audit.run_audit` (``on_epoch``: the target's training)."""
     started = time.perf_counter()
     notify = on_stage or (lambda message: None)
     specs = preflight(config)  # attack entries and requirements: before the data loads
@@ -493,6 +495,7 @@ def run_config(
         references=references,
         progress=on_stage,
         on_reference=on_reference,
+        on_step=on_step,
     )
     api = getattr(getattr(target, "fn", None), "describe", None)
     if callable(api):  # a prediction API: the queries the audit used, against its budget

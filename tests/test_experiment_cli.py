@@ -76,7 +76,7 @@ def test_experiment_writes_an_audit_report_per_target_and_a_summary(tmp_path, ca
     [
         ({"n_references": 0}, "n_references"),
         ({"records": 10**6}, "records"),
-        ({"attacks": ["shokri"]}, "shadow"),
+        ({"attacks": ["shadow"]}, "train shadow models"),
         ({"attacks": ["nope"]}, "nope"),
         ({"recipe": {**RECIPE, "architecture": "vgg99"}}, "vgg99"),
         ({"split": {"members": 3}}, "split"),
@@ -119,3 +119,35 @@ def test_progress_display_lines_bars_and_quiet():
     with silent:
         silent.models(1, 1, {})
     assert quiet.getvalue() == ""
+
+
+def test_audit_shows_attacks_and_shadow_models_progress(tmp_path, capsys):
+    """A shadow attack on synthesised data: the log shows the synthesis, each shadow model
+    and each attack as they advance."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((600, 20)) < 0.5).astype(np.float32)  # binary, as synthesis needs
+    y = (x[:, :3].sum(axis=1) >= 2).astype(np.int64)
+    np.savez(tmp_path / "binary.npz", x=x, y=y)
+    config = {
+        "dataset": "binary.npz",
+        "split": {"members": 150, "nonmembers": 150, "population": 250, "seed": 0},
+        "target": {"recipe": {**RECIPE, "training": {**RECIPE["training"], "epochs": 5}}},
+        "attacks": [
+            "loss",
+            {
+                "name": "shadow",
+                "n_shadow": 3,
+                "shadow_data": "synthetic",
+                "synthesis": {"records_per_class": 20, "iter_max": 20},
+            },
+        ],
+        "references": {"cache_dir": "cache"},
+    }
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["audit", str(path), "--out", str(tmp_path / "out")]) == 0
+    log = capsys.readouterr().out
+    assert "training the target: 1/5 epochs" in log
+    assert "synthesis:" in log and "records" in log
+    assert "shadow models: 3/3 models" in log
+    assert "attacks: 2/2 done" in log

@@ -459,6 +459,7 @@ class ShadowModelAttack(BaseEstimator):
         """
         if isinstance(dataset, Evidence):  # the audit protocol: shadows on the attacker's data
             evidence = dataset
+            step = evidence.on_step
             data, indices, info = shadow_training_data(
                 self.shadow_data,
                 evidence.target,
@@ -467,8 +468,15 @@ class ShadowModelAttack(BaseEstimator):
                 noise=float(self.noise),
                 synthesis=self.synthesis,
                 seed=evidence.seed,
+                progress=None if step is None else lambda d, t: step("synthesis", d, t, {}),
             )
-            self.fit(data, indices, recipe=evidence.recipe, cache=evidence.cache)
+            self.fit(
+                data,
+                indices,
+                recipe=evidence.recipe,
+                cache=evidence.cache,
+                progress=None if step is None else lambda d, t, i: step("shadow models", d, t, i),
+            )
             self.shadow_data_info_ = info
             return self
         from miaudit.compute.pool import ReferencePool

@@ -9,6 +9,7 @@ need tabular records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,10 @@ def shadow_training_data(
     noise: float = 0.1,
     synthesis: dict[str, Any] | None = None,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Dataset, np.ndarray, dict]:
-    """The data set and indices shadow models draw from, and facts for the report."""
+    """The data set and indices shadow models draw from, and facts for the report.
+    ``progress(found, wanted)`` follows model-based synthesis, the one slow source."""
     if source not in SHADOW_DATA:
         raise InvalidAuditInput(f"shadow_data must be one of {list(SHADOW_DATA)}, got {source!r}")
     if source == "real":
@@ -72,6 +75,7 @@ def shadow_training_data(
                 per_class,
                 feature_kind=options.pop("feature_kind", "binary" if binary else "continuous"),
                 seed=seed,
+                progress=progress,
                 **options,
             )
         except TypeError as error:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,6 +294,7 @@ def synthesize_model_based(
     seed: int = 0,
     batch_size: int = 1024,
     max_chains: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SyntheticData:
     """Records the target classifies confidently, found by hill climbing on its answers.
 
@@ -343,6 +344,9 @@ def synthesize_model_based(
     max_chains : int, optional
         Chains started per class at most; default ``20 * n_records``. Bounds the work for
         a class the target rarely predicts confidently.
+    progress : callable, optional
+        ``progress(found, wanted)`` before each query batch: records found so far, of the
+        ``n_records`` per class wanted in all.
 
     Returns
     -------
@@ -435,6 +439,8 @@ def synthesize_model_based(
     n_calls = 0
 
     while True:
+        if progress is not None:  # records found so far, of all wanted
+            progress(int(np.minimum(produced, n_records).sum()), int(n_groups * n_records))
         need = n_records - produced
         # Chains of classes that have enough records stop here.
         done = (group >= 0) & (need[np.maximum(group, 0)] <= 0)

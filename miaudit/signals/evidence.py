@@ -11,6 +11,7 @@ models than it asked for) taken out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from miaudit.references import ReferenceEvidence
 
 __all__ = ["Evidence", "query_target"]
+
+
+#: ``on_step(what, done, total, info)``: progress of a long step inside an audit.
+StepCallback = Callable[[str, int, int, dict], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +71,9 @@ class Evidence:
         it (:meth:`for_attack`).
     seed : int
         Seed for attacks' own randomness (cross-fitting folds, shadow samples).
+    on_step : callable or None
+        ``on_step(what, done, total, info)`` for long steps inside an attack (``"shadow
+        models"``, ``"synthesis"``), so that the command line can show their progress.
     """
 
     target: Target
@@ -79,6 +87,7 @@ class Evidence:
     cache: Any = None
     is_member: np.ndarray | None = None
     seed: int = 0
+    on_step: StepCallback | None = None
 
     @property
     def n_records(self) -> int:
