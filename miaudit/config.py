@@ -225,6 +225,12 @@ class ReferencesSection(_Section):
     train_size: StrictInt | None = Field(default=None, gt=0)
     calibrate: StrictBool | list[StrictInt] = False
     reseed: StrictInt = Field(default=0, ge=0)
+    #: Where references train: inprocess, process (``workers`` local processes) or ray
+    #: (``ray_address``: auto or a URL to join a cluster; none starts a local instance).
+    executor: Literal["inprocess", "process", "ray"] = "inprocess"
+    workers: StrictInt = Field(default=2, ge=1)
+    ray_address: str | None = None
+    threads_per_worker: StrictInt | None = Field(default=None, ge=1)
 
     def setup(self, recipe: Any):
         """The :class:`~miaudit.references.ReferenceSetup` this section describes, with
@@ -240,6 +246,10 @@ class ReferencesSection(_Section):
             train_size=self.train_size,
             calibrate=tuple(self.calibrate_epochs(recipe)),
             reseed=self.reseed,
+            executor=self.executor,
+            workers=self.workers,
+            ray_address=self.ray_address,
+            threads_per_worker=self.threads_per_worker,
         )
 
     def calibrate_epochs(self, recipe: Any) -> list[int]:
@@ -393,6 +403,10 @@ class ExperimentConfig(_Section):
     seed: StrictInt = 0
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     output: Path | None = None
+    #: Where the models train, as for ``references.executor``.
+    executor: Literal["inprocess", "process", "ray"] = "inprocess"
+    workers: StrictInt = Field(default=2, ge=1)
+    ray_address: str | None = None
 
     def attack_entries(self) -> list[str | dict[str, Any]]:
         """The attacks, by default the reference attacks of the papers and the loss attack."""

@@ -89,6 +89,7 @@ def self_audit(
     population_size: int | None = None,
     settings: EvaluationSettings | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
+    executor=None,
 ) -> SelfAuditResult:
     """Train (or load from the cache) the models and audit ``n_targets`` of them.
 
@@ -112,6 +113,8 @@ def self_audit(
         Default: ``ModelCache.default()``.
     population_size : int, optional
         Records RMIA compares against (a seeded random subset of the data set).
+    executor : optional
+        Where the models train (:mod:`miaudit.compute.executors`; default in process).
     """
     from miaudit.compute import ModelCache, ReferencePool, self_audit_size
 
@@ -142,6 +145,7 @@ def self_audit(
         n_models=n_models,
         seed=seed,
         cache=cache or ModelCache.default(),
+        executor=executor,
     )
     trained = pool.train(progress=progress)
     infos = [pool.model_info(k) for k in range(n_models)]

@@ -72,6 +72,7 @@ def run_experiment(
     targets. The attacks and the recipe are checked before the data loads."""
     from miaudit.attacks.registry import build_attacks, check_requirements
     from miaudit.compute import ModelCache
+    from miaudit.compute.executors import make_executor
     from miaudit.experiment import self_audit
     from miaudit.pipeline import _torch_recipe
 
@@ -107,6 +108,7 @@ def run_experiment(
         population_size=config.population_size,
         settings=config.evaluation,
         progress=on_reference,
+        executor=make_executor(config.executor, workers=config.workers, address=config.ray_address),
     )
     facts = {
         "dataset": full.name,

@@ -139,6 +139,13 @@ def preflight(config: AuditConfig) -> list:
         check_population(specs, sizes, split.population)
     if config.references is not None and config.references.cache_dir is not None:
         check_writable_dir(config.references.cache_dir, "references.cache_dir")
+    if config.references is not None and config.references.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise InvalidAuditInput(
+                "references.executor: ray needs Ray installed: pip install 'miaudit[ray]'"
+            )
     source = next(
         (k for k in ("model_file", "predictions_file", "http") if getattr(config.target, k)),
         None,

@@ -43,6 +43,11 @@ from miaudit.validation import is_int
 DEFAULT_POPULATION_SIZE = 10_000
 
 
+#: Where reference models can train (see :mod:`miaudit.compute.executors`); defined here,
+#: where a configuration is checked before PyTorch is imported.
+EXECUTORS = ("inprocess", "process", "ray")
+
+
 @dataclass(frozen=True)
 class ReferenceSetup:
     """How to obtain reference models.
@@ -74,6 +79,16 @@ class ReferenceSetup:
         recipe trains some seeds far from the target (LeNet-5 on CIFAR-10: train accuracy
         0.79 for one reference against 0.67 to 0.69 for the target and the others); the
         records each reference trains on, and so the balance of the design, never change.
+    executor : str
+        Where the references train: ``"inprocess"`` (default), ``"process"`` (a local pool
+        of ``workers`` processes) or ``"ray"`` (Ray tasks; ``ray_address`` ``"auto"`` or a
+        URL joins a cluster, None starts a local instance). See
+        :mod:`miaudit.compute.executors`; every executor trains the same models.
+    workers : int
+        Processes or Ray workers training at once.
+    ray_address : str or None
+    threads_per_worker : int or None
+        Torch threads of each worker (default: the cores divided among the workers).
     """
 
     recipe: Any
@@ -84,6 +99,10 @@ class ReferenceSetup:
     train_size: int | None = None
     calibrate: tuple[int, ...] = ()
     reseed: int = 0
+    executor: str = "inprocess"
+    workers: int = 2
+    ray_address: str | None = None
+    threads_per_worker: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -109,8 +128,29 @@ class ReferenceSetup:
                 f"calibrate needs a torch recipe with training epochs, got "
                 f"{type(self.recipe).__name__}"
             )
+        if self.executor not in EXECUTORS:
+            problems.append(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if not is_int(self.workers) or self.workers < 1:
+            problems.append(f"workers must be a positive int, got {self.workers!r}")
+        if self.threads_per_worker is not None and (
+            not is_int(self.threads_per_worker) or self.threads_per_worker < 1
+        ):
+            problems.append(
+                f"threads_per_worker must be a positive int, got {self.threads_per_worker!r}"
+            )
         raise_if_problems("references", problems)
         object.__setattr__(self, "calibrate", tuple(sorted({int(e) for e in epochs})))
+
+    def make_executor(self):
+        """The executor the references (and shadow models) train on."""
+        from miaudit.compute.executors import make_executor
+
+        return make_executor(
+            self.executor,
+            workers=self.workers,
+            address=self.ray_address,
+            threads_per_worker=self.threads_per_worker,
+        )
 
     def cache(self):
         """The model cache shared by reference and shadow models of this setup."""
@@ -442,6 +482,7 @@ def calibrate_epochs(
             cache=setup.cache(),
             balanced=audited,
             train_size=design.train_size,
+            executor=setup.make_executor(),
         )
         pool.train(progress=progress)
         refs = pool.observe(audited, queries=QuerySet.none(), answer_as=answer_as)
@@ -519,6 +560,7 @@ def gather_reference_evidence(
         cache=setup.cache(),
         balanced=audited,
         train_size=design.train_size,
+        executor=setup.make_executor(),
     )
     pool.train(progress=progress)
 

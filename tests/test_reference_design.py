@@ -165,6 +165,9 @@ def test_a_reference_on_the_targets_records_and_seed_is_the_target(tmp_path):
                     "seed": 11,
                 }
             },
+            # A cache of its own: a target cached by a run with other thread counts
+            # would differ in the last bits.
+            "references": {"cache_dir": str(tmp_path / "cache")},
         }
     )
     data = load_dataset("digits")

@@ -80,7 +80,7 @@ import torch
 from torch import nn
 
 from miaudit.compute.cache import ModelCache, cache_key, data_fingerprint
-from miaudit.compute.ensemble import ensemble_ineligibility, train_ensemble
+from miaudit.compute.ensemble import ensemble_ineligibility
 from miaudit.compute.queries import QuerySet
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
@@ -357,6 +357,9 @@ class ReferencePool:
         ``"off"`` trains one model after another with ``recipe.train``.
     eval_sample : int
         Largest number of held-out candidates each model's test accuracy uses.
+    executor : executor, optional
+        Where the models train (:mod:`miaudit.compute.executors`): in this process (the
+        default), a local process pool, or Ray. Every executor trains the same models.
 
     Attributes
     ----------
@@ -386,6 +389,7 @@ class ReferencePool:
         seeds: Sequence[int] | None = None,
         ensemble: str = "auto",
         eval_sample: int = EVAL_SAMPLE,
+        executor: Any = None,
     ) -> None:
         problems: list[str] = []
         if not (hasattr(recipe, "train") and hasattr(recipe, "fingerprint")):
@@ -455,6 +459,11 @@ class ReferencePool:
         self._explicit_seeds = None if explicit is None else [int(x) for x in seeds]
         self.ensemble = ensemble
         self.eval_sample = int(eval_sample)
+        if executor is None:
+            from miaudit.compute.executors import InProcessExecutor
+
+            executor = InProcessExecutor()
+        self.executor = executor
 
         self._sorted = np.sort(cand)
         self._inclusion_sorted = self._draw_inclusion()
@@ -462,6 +471,7 @@ class ReferencePool:
         self.models_: list[TrainedModel] | None = None
         self._info: list[dict] | None = None
         self._attempts: dict[int, int] = {}
+        self.answers_from_cache = 0
 
     # ------------------------------------------------------------------ inclusion
 
@@ -681,13 +691,62 @@ class ReferencePool:
                 report(k, trained, True, 0)
 
         n_trained = 0
-        for group in self._training_groups(missing):
-            for k, trained in zip(group, self._train_group(group), strict=True):
-                if self.cache is not None:
-                    self.cache.put(keys[k], trained, self.recipe, self.dataset)
-                n_trained += 1
-                report(k, trained, False, n_trained)
+        groups = self._training_groups(missing)
+        if not groups:
+            return 0
+        tasks = [self._task(group, keys) for group in groups]
+        if not self.executor.remote:
+            for i, models in self.executor.run(self.recipe, self.dataset, tasks, self.cache):
+                for k, trained in zip(groups[i], models, strict=True):
+                    if self.cache is not None:
+                        self.cache.put(keys[k], trained, self.recipe, self.dataset)
+                    n_trained += 1
+                    report(k, trained, False, n_trained)
+            return n_trained
+        # Remote workers store what they train in the cache (a temporary one when the pool
+        # has none) and return the keys; loading trusts only the recipe's types.
+        import shutil
+        import tempfile
+
+        scratch = None
+        cache = self.cache
+        if cache is None:
+            scratch = tempfile.mkdtemp(prefix="miaudit-pool-")
+            cache = ModelCache(scratch)
+        trusted = trusted_types_of(self.recipe)
+        device = getattr(getattr(self.recipe, "training", None), "device", None)
+        try:
+            for i, _ in self.executor.run(self.recipe, self.dataset, tasks, cache):
+                for k, key in zip(groups[i], tasks[i].keys, strict=True):
+                    found = cache.get(key, trusted_types=trusted)
+                    if found is None:
+                        raise InvalidAuditInput(
+                            f"{self.executor.name} executor: model {k} is missing from the "
+                            f"model cache at {cache.root} after training (is it a path the "
+                            "workers share?)"
+                        )
+                    trained = found.trained
+                    if device is not None and isinstance(trained.model, nn.Module):
+                        trained.model.to(resolve_device(device))
+                    n_trained += 1
+                    report(k, trained, False, n_trained)
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         return n_trained
+
+    def _task(self, group: list[int], keys: dict[int, str | None]):
+        """What an executor needs to train ``group`` (one model, or an ensemble group):
+        :func:`~miaudit.compute.executors.run_task` trains it as the pool always did."""
+        from miaudit.compute.executors import TrainTask
+
+        return TrainTask(
+            models=tuple(group),
+            keys=tuple(keys[k] or self.model_key(k) for k in group),
+            training_indices=tuple(self.training_indices(k) for k in group),
+            seeds=tuple(self.model_seed(k) for k in group),
+            eval_indices=tuple(self.eval_indices(k) for k in group),
+        )
 
     def _training_groups(self, missing: list[int]) -> list[list[int]]:
         if not self._use_ensemble():
@@ -717,25 +776,6 @@ class ReferencePool:
             **self.recipe.arch_params,
         )
         return sum(p.numel() for p in model.parameters())
-
-    def _train_group(self, group: list[int]) -> list[TrainedModel]:
-        if len(group) == 1:
-            k = group[0]
-            return [
-                self.recipe.train(
-                    self.dataset,
-                    self.training_indices(k),
-                    seed=self.model_seed(k),
-                    eval_indices=self.eval_indices(k),
-                )
-            ]
-        return train_ensemble(
-            self.recipe,
-            self.dataset,
-            [self.training_indices(k) for k in group],
-            [self.model_seed(k) for k in group],
-            eval_index_sets=[self.eval_indices(k) for k in group],
-        )
 
     def _check_trained(self) -> list[TrainedModel]:
         if self.models_ is None:
@@ -787,21 +827,47 @@ class ReferencePool:
         turns each model into the target adapter the attacker queries, e.g. with the
         audited target's output defenses (the attacker knows them).
 
+        With a model cache, each model's answers are cached beside it
+        (:mod:`miaudit.compute.answers`, keyed by model, records, views and defenses): a
+        second audit of the same records with the same pool queries no reference model.
+        ``answers_from_cache`` counts the models read back by the last call.
+
         Returns
         -------
         Observations
             ``(n_models, n, n_queries)`` φ and log p_y, and ``inclusion`` ``(n_models, n)``.
         """
+        from miaudit.compute.answers import AnswerCache, answer_key, defenses_tag
+
         models = self._check_trained()
         records = check_indices(records, self.dataset.n_records, "records")
         if answer_as is not None:
             models = [answer_as(m.model) for m in models]
-        return observe_models(
-            models,
-            self.dataset,
+        inclusion = self._record_inclusion(records)
+        tag = defenses_tag(answer_as)
+        views = queries.for_records(self.dataset.input_shape)
+        self.answers_from_cache = 0
+        if self.cache is None or tag is None:
+            return observe_models(models, self.dataset, records, queries=views, inclusion=inclusion)
+        store = AnswerCache(self.cache.root)
+        keys = [answer_key(self.model_key(k), records, views, tag) for k in range(len(models))]
+        found = {k: store.get(key, records, len(views)) for k, key in enumerate(keys)}
+        missing = [k for k, entry in found.items() if entry is None]
+        if missing:
+            fresh = observe_models(
+                [models[k] for k in missing], self.dataset, records, queries=views
+            )
+            for i, k in enumerate(missing):
+                entry = (fresh.scaled_logit[i], fresh.log_confidence[i], fresh.correct[i])
+                store.put(keys[k], records, *entry)
+                found[k] = entry
+        self.answers_from_cache = len(models) - len(missing)
+        return Observations(
             records,
-            queries=queries,
-            inclusion=self._record_inclusion(records),
+            np.stack([found[k][0] for k in range(len(models))]),
+            np.stack([found[k][1] for k in range(len(models))]),
+            inclusion,
+            np.stack([found[k][2] for k in range(len(models))]),
         )
 
     def observe_target(

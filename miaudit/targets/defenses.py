@@ -221,4 +221,5 @@ def same_defenses(target: Target):
             wrapped = output_defense(wrapped, layer["defense"], **params)
         return wrapped
 
+    wrap.defenses = chain  # what the wrapping is, for the answer cache's key
     return wrap
