@@ -4,7 +4,8 @@ For Location's MLP and CIFAR-10's LeNet-5 (the recipes of the reference-power be
 trained on that benchmark's audited records), a fresh pool of models is trained by each
 way miaudit has: one after another in this process (all ``--threads`` threads), a local
 process pool and Ray (2 workers of ``--threads / 2`` threads each), and the batched
-ensemble (MLPs only). Nothing comes from a cache: each run has a fresh one. Then the peak
+ensemble (forced on, also for LeNet-5, whose ``auto`` rule it measures). Nothing comes
+from a cache: each run has a fresh one. Then the peak
 resident memory of a whole Location audit (offline RMIA) with 8 and with 64 references,
 each in a fresh process, and the wall time of the same audit again with the models and
 their answers cached (it queries no reference model).
@@ -34,6 +35,7 @@ from reference_power import CIFAR10, cifar_split, location_split
 
 import miaudit
 from miaudit.compute import ModelCache, ReferencePool
+from miaudit.compute.ensemble import ENSEMBLE_ARCHITECTURES
 from miaudit.compute.executors import InProcessExecutor, ProcessPoolExecutor, RayExecutor
 from miaudit.data import load_dataset
 
@@ -73,7 +75,8 @@ def throughput(name: str, n_models: int, threads: int) -> None:
         f"{candidates.size // 2} records each"
     )
     print(f"{'executor':<48} {'seconds':>8} {'models/hour':>12}")
-    for label, executor, ensemble in _modes(threads, recipe.architecture == "mlp"):
+    batched = recipe.architecture in ENSEMBLE_ARCHITECTURES
+    for label, executor, ensemble in _modes(threads, batched):
         with tempfile.TemporaryDirectory() as cache_dir:
             pool = ReferencePool(
                 recipe,

@@ -570,3 +570,28 @@ def test_ensemble_trains_the_same_models_as_one_by_one(tmp_path):
     assert len(models) == 4 and len(ModelCache(tmp_path).keys()) == 4
     with pytest.raises(InvalidAuditInput, match="equal training-set sizes"):
         train_ensemble(recipe, data, [np.arange(10), np.arange(11)], [0, 1])
+
+
+def test_lenet_ensemble_trains_the_same_models_and_auto_keeps_cpu_sequential(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.random((48, 3, 32, 32), dtype=np.float32)
+    data = Dataset(name="img", x=x, y=rng.integers(0, 3, 48).astype(np.int64), n_classes=3)
+    recipe = TorchRecipe(
+        architecture="lenet5",
+        training=TrainingConfig(epochs=2, batch_size=8, device="cpu", lr=0.02, momentum=0.9),
+    )
+    sets = [np.sort(rng.permutation(48)[:24]) for _ in range(2)]
+    batched = train_ensemble(recipe, data, sets, [3, 4])
+    for trained, idx, seed in zip(batched, sets, [3, 4], strict=True):
+        alone = recipe.train(data, idx, seed=seed)
+        for a, b in zip(trained.model.parameters(), alone.model.parameters(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    from miaudit.compute.ensemble import ensemble_pays
+
+    assert not ensemble_pays(recipe)  # measured slower on a CPU: auto trains one by one
+    pool = ReferencePool(recipe, data, np.arange(48), n_models=2, ensemble="on")
+    assert pool._use_ensemble()
+    assert not ReferencePool(recipe, data, np.arange(48), n_models=2)._use_ensemble()
+    small = TorchRecipe(architecture="small_cnn", training=recipe.training)
+    with pytest.raises(InvalidAuditInput, match="not one of"):
+        ReferencePool(small, data, np.arange(48), n_models=2, ensemble="on")

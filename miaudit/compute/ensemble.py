@@ -1,4 +1,5 @@
-"""Train several small MLPs as one batched ensemble (``torch.func`` vmap over stacked weights).
+"""Train several small networks as one batched ensemble (``torch.func`` vmap over stacked
+weights): MLPs, and LeNet-5 where it pays (:func:`ensemble_pays`).
 
 A reference pool trains dozens of copies of one network that differ only in their
 training records and seed. For a small MLP each optimisation step is a few small matrix
@@ -58,22 +59,32 @@ from miaudit.models.training import (
     resolve_device,
 )
 
-__all__ = ["ensemble_ineligibility", "train_ensemble"]
+__all__ = [
+    "ENSEMBLE_ARCHITECTURES",
+    "ensemble_ineligibility",
+    "ensemble_pays",
+    "train_ensemble",
+]
+
+#: Architectures a batched ensemble can train: no buffers (BatchNorm's running statistics
+#: would need a per-member update inside vmap), so the small CNN and ResNet are left out.
+ENSEMBLE_ARCHITECTURES = ("mlp", "lenet5")
 
 
 def ensemble_ineligibility(recipe: object, dataset: Dataset) -> str | None:
     """Why ``recipe`` cannot be trained as a batched ensemble on ``dataset``; None if it can.
 
-    Eligible: a :class:`~miaudit.models.TorchRecipe` for the ``"mlp"`` architecture without
-    dropout (vmap draws dropout masks from one global stream, which would break "same seed,
-    same model"), and no image augmentation (its random draws are per model).
+    Eligible: a :class:`~miaudit.models.TorchRecipe` for an architecture of
+    :data:`ENSEMBLE_ARCHITECTURES` without dropout (vmap draws dropout masks from one
+    global stream, which would break "same seed, same model"), and no image augmentation
+    (its random draws are per model).
     """
     if not isinstance(recipe, TorchRecipe):
         return f"the recipe is a {type(recipe).__name__}, not a TorchRecipe"
-    if recipe.architecture != "mlp":
-        return f"architecture {recipe.architecture!r} is not 'mlp'"
+    if recipe.architecture not in ENSEMBLE_ARCHITECTURES:
+        return f"architecture {recipe.architecture!r} is not one of {ENSEMBLE_ARCHITECTURES}"
     if recipe.arch_params.get("dropout", 0.0) > 0:
-        return "the MLP uses dropout"
+        return f"the {recipe.architecture} uses dropout"
     if recipe.training.augment and dataset.is_image:
         return "training augments images"
     if recipe.training.private:
@@ -83,6 +94,20 @@ def ensemble_ineligibility(recipe: object, dataset: Dataset) -> str | None:
     if recipe.training.early_stopping_patience:
         return "training stops early (each model at its own epoch)"
     return None
+
+
+def ensemble_pays(recipe: TorchRecipe) -> bool:
+    """The measured rule of ``ensemble="auto"``: whether batching an eligible recipe is
+    faster than training its models one after another.
+
+    MLPs: yes on a CPU (the table above) and on a GPU. LeNet-5: only on a GPU; on the
+    2-core CPU, vmapped convolutions were slower than one model at a time (see
+    ``benchmarks/fleet.py``), so ``auto`` trains them one by one there and ``on`` forces
+    the ensemble.
+    """
+    if recipe.architecture == "mlp":
+        return True
+    return resolve_device(recipe.training.device).type == "cuda"
 
 
 def train_ensemble(
@@ -149,7 +174,7 @@ def train_ensemble(
         )
         models.append(
             build_model(
-                "mlp",
+                recipe.architecture,
                 input_shape=dataset.input_shape,
                 n_classes=dataset.n_classes,
                 seed=init_seed,
@@ -158,7 +183,7 @@ def train_ensemble(
         )
         generators.append(torch.Generator(device=device).manual_seed(train_seed))
 
-    stacked, _ = stack_module_state(models)  # MLPs have no buffers
+    stacked, _ = stack_module_state(models)  # eligible networks have no buffers
     names = list(stacked)
     holder = nn.ParameterList([nn.Parameter(stacked[name].detach().clone()) for name in names])
     optimizer = _make_optimizer(holder, config)

@@ -80,7 +80,7 @@ import torch
 from torch import nn
 
 from miaudit.compute.cache import ModelCache, cache_key, data_fingerprint
-from miaudit.compute.ensemble import ensemble_ineligibility
+from miaudit.compute.ensemble import ensemble_ineligibility, ensemble_pays
 from miaudit.compute.queries import QuerySet
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
@@ -349,12 +349,12 @@ class ReferencePool:
         et al. are trained, cached and batched through a pool this way, so that shadow and
         reference models share one training path and one cache.
     ensemble : {"auto", "off", "on"}
-        Train eligible models (MLPs without dropout, see
+        Train eligible models (MLPs and LeNet-5 without dropout, see
         :func:`~miaudit.compute.ensemble.ensemble_ineligibility`) as batched ensembles of
-        up to 16 with equal training-set sizes, which was measured faster on a CPU
-        (1.1x with one thread, 1.4x with two; see :mod:`miaudit.compute.ensemble`).
-        ``"auto"`` does so whenever the recipe is eligible, ``"on"`` also requires it,
-        ``"off"`` trains one model after another with ``recipe.train``.
+        up to 16 with equal training-set sizes. ``"auto"`` does so where it was measured
+        faster (:func:`~miaudit.compute.ensemble.ensemble_pays`: MLPs, 1.1x with one
+        thread and 1.4x with two on a CPU; LeNet-5 on a GPU only), ``"on"`` whenever the
+        recipe is eligible (and requires it), ``"off"`` trains one model after another.
     eval_sample : int
         Largest number of held-out candidates each model's test accuracy uses.
     executor : executor, optional
@@ -612,7 +612,9 @@ class ReferencePool:
     # ------------------------------------------------------------------ training
 
     def _use_ensemble(self) -> bool:
-        return self.ensemble != "off" and ensemble_ineligibility(self.recipe, self.dataset) is None
+        if self.ensemble == "off" or ensemble_ineligibility(self.recipe, self.dataset):
+            return False
+        return self.ensemble == "on" or ensemble_pays(self.recipe)
 
     def train(self, progress: PoolProgress | None = None) -> list[TrainedModel]:
         """Load every model the cache has, train the others (and cache them).
