@@ -5,10 +5,10 @@ trained on that benchmark's audited records), a fresh pool of models is trained 
 way miaudit has: one after another in this process (all ``--threads`` threads), a local
 process pool and Ray (2 workers of ``--threads / 2`` threads each), and the batched
 ensemble (forced on, also for LeNet-5, whose ``auto`` rule it measures). Nothing comes
-from a cache: each run has a fresh one. Then the peak
-resident memory of a whole Location audit (offline RMIA) with 8 and with 64 references,
-each in a fresh process, and the wall time of the same audit again with the models and
-their answers cached (it queries no reference model).
+from a cache: each run has a fresh one. Then the peak resident memory of a whole Location
+audit (offline RMIA) with 8 and with 64 references, each in a fresh process, and the wall
+time of the same audit again with the models and their answers cached (it queries no
+reference model).
 
     python benchmarks/fleet.py                         # both data sets
     python benchmarks/fleet.py --datasets location     # a minute or two
