@@ -306,3 +306,21 @@ def test_http_client_errors_are_not_retried_and_rate_is_kept(trained):
         HttpPredictor("http://127.0.0.1:9/", retries=1, backoff_s=0, timeout_s=2)(
             np.zeros((1, 64), np.float32)
         )
+
+
+def test_scikit_learn_model_exported_with_skl2onnx(tmp_path):
+    """The documented path for scikit-learn: skl2onnx with zipmap off gives outputs
+    'label' and 'probabilities'; the adapter picks the probabilities."""
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+
+    from miaudit.targets.onnx import OnnxTarget
+
+    data = load_dataset("digits")
+    x = data.x[:300]
+    model = LogisticRegression(max_iter=500).fit(x, data.y[:300])
+    exported = skl2onnx.to_onnx(model, x[:1], options={"zipmap": False})
+    (tmp_path / "lr.onnx").write_bytes(exported.SerializeToString())
+    target = OnnxTarget(tmp_path / "lr.onnx", n_classes=10)
+    assert target.access == AccessLevel.PROBABILITIES
+    np.testing.assert_allclose(target.predict_proba(data.x), model.predict_proba(data.x), atol=1e-5)
