@@ -147,14 +147,20 @@ def _init_process_worker(folder: str, meta: dict, threads: int) -> None:
     )
 
 
-def _process_task(recipe: Any, task: TrainTask, cache_root: str) -> tuple[str, ...]:
+def _train_and_store(
+    recipe: Any, dataset: Dataset, task: TrainTask, cache_root: str
+) -> tuple[str, ...]:
+    """A worker's job: train ``task``, store each model in the shared cache, return keys."""
     from miaudit.compute.cache import ModelCache
 
-    dataset = _WORKER["dataset"]
     cache = ModelCache(cache_root)
     for key, trained in zip(task.keys, run_task(recipe, dataset, task), strict=True):
         cache.put(key, trained, recipe, dataset)
     return task.keys
+
+
+def _process_task(recipe: Any, task: TrainTask, cache_root: str) -> tuple[str, ...]:
+    return _train_and_store(recipe, _WORKER["dataset"], task, cache_root)
 
 
 class ProcessPoolExecutor:
@@ -235,16 +241,12 @@ class ProcessPoolExecutor:
 
 def _ray_task(
     recipe: Any, arrays: tuple, meta: dict, task: TrainTask, cache_root: str, threads: int
-):
+) -> tuple[str, ...]:
     _cap_threads(threads)
-    from miaudit.compute.cache import ModelCache
-
     x, y = arrays
-    dataset = Dataset(meta["name"], x, y, meta["n_classes"], class_names=tuple(meta["class_names"]))
-    cache = ModelCache(cache_root)
-    for key, trained in zip(task.keys, run_task(recipe, dataset, task), strict=True):
-        cache.put(key, trained, recipe, dataset)
-    return task.keys
+    names = tuple(meta["class_names"])
+    dataset = Dataset(meta["name"], x, y, meta["n_classes"], names, meta["source"])
+    return _train_and_store(recipe, dataset, task, cache_root)
 
 
 class RayExecutor:
@@ -314,6 +316,7 @@ class RayExecutor:
                 "name": dataset.name,
                 "n_classes": dataset.n_classes,
                 "class_names": list(dataset.class_names),
+                "source": dataset.source,
             }
             refs = {
                 remote.remote(recipe, arrays, meta, task, str(cache.root), self.threads): i
