@@ -223,7 +223,7 @@ def no_training(monkeypatch):
 
     monkeypatch.setattr(TorchRecipe, "train", refuse)
     monkeypatch.setattr(SklearnRecipe, "train", refuse)
-    monkeypatch.setattr("miaudit.compute.pool.train_ensemble", refuse)
+    monkeypatch.setattr("miaudit.compute.ensemble.train_ensemble", refuse)
 
 
 def _run(args: list[str], capsys) -> tuple[int, str]:

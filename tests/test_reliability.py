@@ -76,13 +76,15 @@ def _recipe_audit(tmp_path, cache) -> str:
 def test_rerun_loads_the_target_and_references_from_the_cache_and_says_so(
     tmp_path, capsys, train_calls, monkeypatch
 ):
-    original = pool_module.train_ensemble
+    from miaudit.compute import ensemble as ensemble_module
+
+    original = ensemble_module.train_ensemble
 
     def counting_ensemble(recipe, dataset, index_sets, seeds, **kwargs):
         train_calls.extend(seeds)
         return original(recipe, dataset, index_sets, seeds, **kwargs)
 
-    monkeypatch.setattr(pool_module, "train_ensemble", counting_ensemble)
+    monkeypatch.setattr(ensemble_module, "train_ensemble", counting_ensemble)
     monkeypatch.setenv("COLUMNS", "200")  # log lines unwrapped
     config = _recipe_audit(tmp_path, tmp_path / "cache")
     assert main(["audit", config, "--out", str(tmp_path / "first")]) == 0
