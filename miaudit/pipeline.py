@@ -21,6 +21,7 @@ from miaudit.evaluation.results import AuditResult
 from miaudit.preflight import preflight, target_access
 from miaudit.references import ReferenceSetup
 from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, TorchTarget
+from miaudit.validation import is_torchscript_file
 
 EpochCallback = Callable[[int, int, float], None]
 StageCallback = Callable[[str], None]
@@ -278,9 +279,9 @@ def _load_target_file(
             description=section.description or "",
             **http.options(),
         )
-        return target, {"origin": f"prediction API at {http.url}", "api": target.fn.describe()}
+        # Its usage (``api``) enters the report after the audit, when the queries are known.
+        return target, {"origin": f"prediction API at {http.url}"}
     from miaudit.models import (
-        is_torchscript_archive,
         load_exported_program,
         load_sklearn_model,
         load_torch_model,
@@ -302,9 +303,7 @@ def _load_target_file(
             description=section.description or "",
         )
         return target, {"architecture": "ONNX graph", "origin": f"loaded from {path.name}"}
-    torchscript = suffix in (".ts", ".torchscript") or (
-        suffix in (".pt", ".pth") and is_torchscript_archive(path)
-    )
+    torchscript = is_torchscript_file(path)
     if torchscript or suffix == ".pt2":
         if torchscript:
             if section.access == "white_box":

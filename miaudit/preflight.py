@@ -21,8 +21,8 @@ from miaudit.config import AuditConfig
 from miaudit.data.split import check_split_file
 from miaudit.errors import InvalidAuditInput
 from miaudit.references import check_population, design_sizes
-from miaudit.targets.adapters import AccessLevel
-from miaudit.validation import check_readable_file, check_writable_dir, is_torchscript_archive
+from miaudit.targets.adapters import OUTPUT_ACCESS, AccessLevel
+from miaudit.validation import check_readable_file, check_writable_dir, is_torchscript_file
 
 __all__ = ["preflight", "target_access"]
 
@@ -36,25 +36,18 @@ def _model_access(config: AuditConfig) -> AccessLevel:
     if section.sklearn is not None:
         return AccessLevel.PROBABILITIES
     if section.http is not None:
-        return _OUTPUT_ACCESS[section.http.output]
+        return OUTPUT_ACCESS[section.http.output]
     if section.predictions_file is not None:
-        return _OUTPUT_ACCESS[predictions_kind(section.predictions_file, section.output)]
+        return OUTPUT_ACCESS[predictions_kind(section.predictions_file, section.output)]
     suffix = Path(section.model_file).suffix.lower()
     if suffix == ".onnx":  # ``auto``: logits at most; loading the graph decides
-        return _OUTPUT_ACCESS["probabilities" if section.output == "probabilities" else "logits"]
-    if suffix in (".ts", ".torchscript") or (
-        suffix in (".pt", ".pth") and is_torchscript_archive(section.model_file)
-    ):
+        return OUTPUT_ACCESS["probabilities" if section.output == "probabilities" else "logits"]
+    if is_torchscript_file(section.model_file):
         return AccessLevel.LOGITS  # TorchScript has no torch.func gradients
     torch_file = suffix in (".pt", ".pth", ".pt2")
     return AccessLevel.WHITE_BOX if torch_file else AccessLevel.PROBABILITIES
 
 
-_OUTPUT_ACCESS = {
-    "logits": AccessLevel.LOGITS,
-    "probabilities": AccessLevel.PROBABILITIES,
-    "labels": AccessLevel.LABEL_ONLY,
-}
 #: Arrays a predictions file may hold, by what they are.
 PREDICTION_KEYS = ("logits", "probabilities", "labels")
 

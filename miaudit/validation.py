@@ -73,11 +73,18 @@ def check_readable_file(path: Any, field: str) -> None:
         raise InvalidAuditInput(f"{field}: {str(target)!r} is not readable")
 
 
-def is_torchscript_archive(path: Any) -> bool:
-    """Whether ``path`` is a TorchScript archive (``torch.jit.save``): a zip whose entries
-    include compiled ``code/``. Such files are often named ``.pt`` like weights files."""
+def is_torchscript_file(path: Any) -> bool:
+    """Whether a model file is TorchScript (``torch.jit.save``): named ``.ts`` or
+    ``.torchscript``, or a ``.pt``/``.pth`` that is a zip whose entries include compiled
+    ``code/`` (TorchScript files are often named like weights files)."""
     import zipfile
+    from pathlib import Path
 
+    suffix = Path(path).suffix.lower()
+    if suffix in (".ts", ".torchscript"):
+        return True
+    if suffix not in (".pt", ".pth"):
+        return False
     try:
         with zipfile.ZipFile(path) as archive:
             return any("/code/" in name for name in archive.namelist())

@@ -21,7 +21,6 @@ from miaudit.models.recipes import (
     check_indices,
 )
 from miaudit.models.serialization import (
-    is_torchscript_archive,
     load_exported_program,
     load_sklearn_model,
     load_torch_model,
@@ -54,7 +53,6 @@ __all__ = [
     "build_model",
     "check_indices",
     "flip_and_shift",
-    "is_torchscript_archive",
     "list_architectures",
     "load_exported_program",
     "load_sklearn_model",

@@ -30,12 +30,10 @@ from miaudit.errors import (
     raise_if_problems,
 )
 from miaudit.models.architectures import build_model, resolve_arch_params
-from miaudit.validation import is_torchscript_archive
 
 __all__ = [
     "FORMAT_TAG",
     "FORMAT_VERSION",
-    "is_torchscript_archive",
     "load_exported_program",
     "load_sklearn_model",
     "load_torch_model",

@@ -259,7 +259,9 @@ class SklearnTarget:
         raise AssertionError("unreachable: SklearnTarget never has logits access")
 
 
-_OUTPUT_ACCESS = {
+#: The access level each kind of answer gives (what a callable, a predictions file or an
+#: API returns).
+OUTPUT_ACCESS = {
     "logits": AccessLevel.LOGITS,
     "probabilities": AccessLevel.PROBABILITIES,
     "labels": AccessLevel.LABEL_ONLY,
@@ -267,11 +269,11 @@ _OUTPUT_ACCESS = {
 
 
 def _parse_output_kind(output: str, owner: str) -> AccessLevel:
-    if output not in _OUTPUT_ACCESS:
+    if output not in OUTPUT_ACCESS:
         raise InvalidAuditInput(
-            f"{owner}: output must be one of {sorted(_OUTPUT_ACCESS)}, got {output!r}"
+            f"{owner}: output must be one of {sorted(OUTPUT_ACCESS)}, got {output!r}"
         )
-    return _OUTPUT_ACCESS[output]
+    return OUTPUT_ACCESS[output]
 
 
 class CallableTarget:
