@@ -114,9 +114,6 @@ class InProcessExecutor:
         for i, task in enumerate(tasks):
             yield i, run_task(recipe, dataset, task)
 
-    def describe(self) -> dict:
-        return {"executor": self.name}
-
 
 def _check_workers(owner: str, workers: Any, threads: Any, retries: Any) -> None:
     problems = []
@@ -135,16 +132,25 @@ def _check_workers(owner: str, workers: Any, threads: Any, retries: Any) -> None
 _WORKER: dict[str, Any] = {}
 
 
+def _dataset_meta(dataset: Dataset) -> dict:
+    """What a worker needs besides the arrays to rebuild the data set (:func:`_rebuilt`)."""
+    return {
+        "name": dataset.name,
+        "n_classes": dataset.n_classes,
+        "class_names": list(dataset.class_names),
+        "source": dataset.source,
+    }
+
+
+def _rebuilt(meta: dict, x: np.ndarray, y: np.ndarray) -> Dataset:
+    names = tuple(meta["class_names"])
+    return Dataset(meta["name"], x, y, meta["n_classes"], names, meta["source"])
+
+
 def _init_process_worker(folder: str, meta: dict, threads: int) -> None:
     _cap_threads(threads)
-    _WORKER["dataset"] = Dataset(
-        meta["name"],
-        np.load(Path(folder) / "x.npy", mmap_mode="r"),
-        np.load(Path(folder) / "y.npy"),
-        meta["n_classes"],
-        class_names=tuple(meta["class_names"]),
-        source=meta["source"],
-    )
+    x = np.load(Path(folder) / "x.npy", mmap_mode="r")
+    _WORKER["dataset"] = _rebuilt(meta, x, np.load(Path(folder) / "y.npy"))
 
 
 def _train_and_store(
@@ -178,14 +184,6 @@ class ProcessPoolExecutor:
         self.retries = int(retries)
         self.restarts = 0
 
-    def describe(self) -> dict:
-        return {
-            "executor": self.name,
-            "workers": self.workers,
-            "threads_per_worker": self.threads,
-            "pool_restarts": self.restarts,
-        }
-
     def run(
         self, recipe: Any, dataset: Dataset, tasks: Sequence[TrainTask], cache: Any
     ) -> Iterator[tuple[int, list[str]]]:
@@ -196,12 +194,7 @@ class ProcessPoolExecutor:
         try:
             np.save(Path(folder) / "x.npy", np.ascontiguousarray(dataset.x))
             np.save(Path(folder) / "y.npy", dataset.y)
-            meta = {
-                "name": dataset.name,
-                "n_classes": dataset.n_classes,
-                "class_names": list(dataset.class_names),
-                "source": dataset.source,
-            }
+            meta = _dataset_meta(dataset)
             pending = dict(enumerate(tasks))
             attempts = 0
             while pending:
@@ -243,10 +236,7 @@ def _ray_task(
     recipe: Any, arrays: tuple, meta: dict, task: TrainTask, cache_root: str, threads: int
 ) -> tuple[str, ...]:
     _cap_threads(threads)
-    x, y = arrays
-    names = tuple(meta["class_names"])
-    dataset = Dataset(meta["name"], x, y, meta["n_classes"], names, meta["source"])
-    return _train_and_store(recipe, dataset, task, cache_root)
+    return _train_and_store(recipe, _rebuilt(meta, *arrays), task, cache_root)
 
 
 class RayExecutor:
@@ -282,14 +272,6 @@ class RayExecutor:
         self.threads = _threads_per_worker(self.workers, threads_per_worker)
         self.retries = int(retries)
 
-    def describe(self) -> dict:
-        return {
-            "executor": self.name,
-            "workers": self.workers,
-            "threads_per_worker": self.threads,
-            "address": self.address or "local",
-        }
-
     def run(
         self, recipe: Any, dataset: Dataset, tasks: Sequence[TrainTask], cache: Any
     ) -> Iterator[tuple[int, list[str]]]:
@@ -312,12 +294,7 @@ class RayExecutor:
         try:
             remote = ray.remote(num_cpus=self.threads, max_retries=self.retries)(_ray_task)
             arrays = ray.put((np.ascontiguousarray(dataset.x), dataset.y))
-            meta = {
-                "name": dataset.name,
-                "n_classes": dataset.n_classes,
-                "class_names": list(dataset.class_names),
-                "source": dataset.source,
-            }
+            meta = _dataset_meta(dataset)
             refs = {
                 remote.remote(recipe, arrays, meta, task, str(cache.root), self.threads): i
                 for i, task in enumerate(tasks)

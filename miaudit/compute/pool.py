@@ -678,19 +678,11 @@ class ReferencePool:
 
         missing = list(ks)
         if self.cache is not None:
-            hits = {}
-            # What a cached model may hold is the recipe's decision, never the cache's.
-            trusted = trusted_types_of(self.recipe)
-            for k in ks:
-                found = self.cache.get(keys[k], trusted_types=trusted)
-                if found is not None:
-                    hits[k] = found.trained
-            missing = [k for k in ks if k not in hits]
-            device = getattr(getattr(self.recipe, "training", None), "device", None)
+            hits = {k: self._load(self.cache, keys[k]) for k in ks}
+            missing = [k for k in ks if hits[k] is None]
             for k, trained in hits.items():
-                if device is not None and isinstance(trained.model, nn.Module):
-                    trained.model.to(resolve_device(device))
-                report(k, trained, True, 0)
+                if trained is not None:
+                    report(k, trained, True, 0)
 
         n_trained = 0
         groups = self._training_groups(missing)
@@ -706,7 +698,7 @@ class ReferencePool:
                     report(k, trained, False, n_trained)
             return n_trained
         # Remote workers store what they train in the cache (a temporary one when the pool
-        # has none) and return the keys; loading trusts only the recipe's types.
+        # has none) and return the keys.
         import shutil
         import tempfile
 
@@ -715,27 +707,34 @@ class ReferencePool:
         if cache is None:
             scratch = tempfile.mkdtemp(prefix="miaudit-pool-")
             cache = ModelCache(scratch)
-        trusted = trusted_types_of(self.recipe)
-        device = getattr(getattr(self.recipe, "training", None), "device", None)
         try:
             for i, _ in self.executor.run(self.recipe, self.dataset, tasks, cache):
                 for k, key in zip(groups[i], tasks[i].keys, strict=True):
-                    found = cache.get(key, trusted_types=trusted)
-                    if found is None:
+                    trained = self._load(cache, key)
+                    if trained is None:
                         raise InvalidAuditInput(
                             f"{self.executor.name} executor: model {k} is missing from the "
                             f"model cache at {cache.root} after training (is it a path the "
                             "workers share?)"
                         )
-                    trained = found.trained
-                    if device is not None and isinstance(trained.model, nn.Module):
-                        trained.model.to(resolve_device(device))
                     n_trained += 1
                     report(k, trained, False, n_trained)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
         return n_trained
+
+    def _load(self, cache: ModelCache, key: str) -> TrainedModel | None:
+        """Model ``key`` from ``cache`` on the recipe's device, or None. What a cached model
+        may hold is the recipe's decision, never the cache's."""
+        found = cache.get(key, trusted_types=trusted_types_of(self.recipe))
+        if found is None:
+            return None
+        trained = found.trained
+        device = getattr(getattr(self.recipe, "training", None), "device", None)
+        if device is not None and isinstance(trained.model, nn.Module):
+            trained.model.to(resolve_device(device))
+        return trained
 
     def _task(self, group: list[int], keys: dict[int, str | None]):
         """What an executor needs to train ``group`` (one model, or an ensemble group):
