@@ -329,9 +329,6 @@ def run_audit(
         "n_population": int(split.population.size),
         "split": split.describe(),
     }
-    settings_dict = asdict(settings)
-    settings_dict["fprs"] = list(settings.fprs)
-    settings_dict["miaudit_version"] = __version__
     return AuditResult(
         target=info,
         data=data,
@@ -339,11 +336,19 @@ def run_audit(
         scores=scores,
         is_member=is_member,
         labels=evidence.labels,
-        settings=settings_dict,
+        settings=settings_report(settings),
         warnings=warnings_,
         seconds=time.perf_counter() - started,
         records=np.asarray(evidence.records, np.int64),
     )
+
+
+def settings_report(settings: EvaluationSettings) -> dict:
+    """The evaluation settings as the report's ``settings`` section (JSON-ready)."""
+    report = asdict(settings)
+    report["fprs"] = list(settings.fprs)
+    report["miaudit_version"] = __version__
+    return report
 
 
 def check_audit_inputs(target: Any, dataset: Any, split: Any) -> None:

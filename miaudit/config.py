@@ -350,11 +350,24 @@ class TrackingSection(_Section):
         return {"kind": data} if isinstance(data, str) else data
 
 
-class AuditConfig(_Section):
-    """A whole audit. See README.md for an example."""
+class _DataFile(_Section):
+    """What every file starts with: the data set (``dataset: name`` is short for
+    ``dataset: {name: name}``) and where to find it."""
 
     dataset: DatasetSection
     data_dir: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("dataset"), str):
+            data = {**data, "dataset": {"name": data["dataset"]}}
+        return data
+
+
+class AuditConfig(_DataFile):
+    """A whole audit. See README.md for an example."""
+
     split: SplitSection
     target: TargetSection
     attacks: list[str | AttackEntry] | None = None
@@ -370,13 +383,6 @@ class AuditConfig(_Section):
     #: Log the audit to an experiment tracker (``miaudit audit`` only).
     tracking: TrackingSection | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _dataset_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("dataset"), str):
-            data = {**data, "dataset": {"name": data["dataset"]}}
-        return data
-
     def attack_entries(self) -> list[str | dict[str, Any]] | None:
         """Attack names and ``{name, **params}`` mappings, in file order."""
         if self.attacks is None:
@@ -384,14 +390,12 @@ class AuditConfig(_Section):
         return [a if isinstance(a, str) else a.as_dict() for a in self.attacks]
 
 
-class ExperimentConfig(_Section):
+class ExperimentConfig(_DataFile):
     """A self-audit (``miaudit experiment``): ``n_targets`` models of one recipe, each
     audited in turn with ``n_references`` others as references (see
     :func:`miaudit.experiment.self_audit`). ``records``: a seeded subset of the data set
     (default all of it); every model trains on a random half of those records."""
 
-    dataset: DatasetSection
-    data_dir: Path | None = None
     records: StrictInt | None = Field(default=None, ge=20)
     recipe: RecipeSection
     attacks: list[str | AttackEntry] | None = None
@@ -428,17 +432,29 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(lines)
 
 
-def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = None) -> AuditConfig:
-    """Validate a parsed YAML document; relative paths resolve against ``base_dir``."""
+def _validated(schema: type[_Section], data: Any, source: str, keys: str) -> Any:
+    """``data`` validated by ``schema``; a message naming each bad field otherwise."""
     if not isinstance(data, dict):
-        raise InvalidAuditInput(
-            f"{source}: an audit file must be a mapping with keys dataset, split, target, ..."
-            f" (got {type(data).__name__})"
-        )
+        raise InvalidAuditInput(f"{source}: {keys} (got {type(data).__name__})")
     try:
-        config = AuditConfig.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as error:
         raise InvalidAuditInput(capped(_format_validation_error(error, source))) from None
+
+
+def _relative_to(base: Path):
+    """A path of the file as written: absolute as is, relative to the file's folder."""
+    return lambda p: p if p is None or p.is_absolute() else (base / p)
+
+
+def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = None) -> AuditConfig:
+    """Validate a parsed YAML document; relative paths resolve against ``base_dir``."""
+    config = _validated(
+        AuditConfig,
+        data,
+        source,
+        "an audit file must be a mapping with keys dataset, split, target, ...",
+    )
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     return config
@@ -448,23 +464,15 @@ def parse_experiment_config(
     data: Any, *, source: str = "config", base_dir: Path | None = None
 ) -> ExperimentConfig:
     """Validate a self-audit file; relative paths resolve against ``base_dir``."""
-    if not isinstance(data, dict):
-        raise InvalidAuditInput(
-            f"{source}: an experiment file must be a mapping with keys dataset, recipe, "
-            f"n_references, ... (got {type(data).__name__})"
-        )
-    if isinstance(data.get("dataset"), str):
-        data = {**data, "dataset": {"name": data["dataset"]}}
-    try:
-        config = ExperimentConfig.model_validate(data)
-    except ValidationError as error:
-        raise InvalidAuditInput(capped(_format_validation_error(error, source))) from None
+    config = _validated(
+        ExperimentConfig,
+        data,
+        source,
+        "an experiment file must be a mapping with keys dataset, recipe, n_references, ...",
+    )
     if base_dir is None:
         return config
-
-    def fix(p: Path | None) -> Path | None:
-        return p if p is None or p.is_absolute() else (base_dir / p)
-
+    fix = _relative_to(base_dir)
     return config.model_copy(
         update={
             "cache_dir": fix(config.cache_dir),
@@ -539,8 +547,7 @@ def read_yaml(path: Path) -> Any:
 
 
 def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
-    def fix(p: Path | None) -> Path | None:
-        return p if p is None or p.is_absolute() else (base / p)
+    fix = _relative_to(base)
 
     target = config.target.model_copy(
         update={

@@ -20,6 +20,7 @@ import numpy as np
 
 from miaudit import __version__
 from miaudit.atomic import atomic_write
+from miaudit.audit import settings_report
 from miaudit.config import ExperimentConfig
 from miaudit.data import load_dataset
 from miaudit.data.dataset import Dataset
@@ -136,9 +137,6 @@ def _audit_of(
 ) -> AuditResult:
     """One target's audit as an :class:`AuditResult` (the report of ``miaudit audit``)."""
     is_member = np.asarray(run.is_member, bool)
-    settings = asdict(config.evaluation)
-    settings["fprs"] = list(config.evaluation.fprs)
-    settings["miaudit_version"] = __version__
     target = {
         "description": f"{facts['architecture']} model {run.target_index} of a self-audit",
         "access": "logits",
@@ -176,7 +174,7 @@ def _audit_of(
         scores=run.scores,
         is_member=is_member,
         labels=dataset.y[records],
-        settings=settings,
+        settings=settings_report(config.evaluation),
         warnings=[],
         seconds=0.0,
         records=indices[records],
