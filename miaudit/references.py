@@ -338,8 +338,9 @@ class ReferenceEvidence:
         return self.audited_references.n_models
 
     def with_models(self, k: int) -> ReferenceEvidence:
-        """The same evidence restricted to the first ``k`` reference models."""
-        models = np.arange(k)
+        """The same evidence restricted to the first ``k`` reference models (views of the
+        answers, not copies)."""
+        models = slice(0, k)
         pop = self.population_references
         return replace(
             self,

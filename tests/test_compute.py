@@ -36,6 +36,8 @@ from miaudit.signals.table import signals_from_logits, signals_from_proba
 from miaudit.targets import LabelOnlyTarget, PrecomputedTarget, SklearnTarget, TorchTarget
 
 HELPER = Path(__file__).with_name("_kill_helper.py")
+# Relative precision of answers stored in float32 (Observations' dtype).
+F32 = float(np.finfo(np.float32).eps)
 FAST = TrainingConfig(epochs=2, batch_size=16, lr=0.05, device="cpu")
 
 
@@ -223,7 +225,7 @@ def test_sklearn_pool_is_cached_and_observed(tmp_path):
     assert again.model_info(0)["from_cache"] and again.model_info(1)["from_cache"]
     obs = again.observe(np.arange(10), queries=QuerySet.none())
     sig = signals_from_proba(models[0].model.predict_proba(data.x[:10]), data.y[:10])
-    np.testing.assert_allclose(obs.scaled_logit[0, :, 0], sig.scaled_logit, rtol=1e-12)
+    np.testing.assert_allclose(obs.scaled_logit[0, :, 0], sig.scaled_logit, rtol=F32)
 
 
 def test_pool_rerun_loads_instead_of_training(tmp_path, train_calls):
@@ -438,12 +440,13 @@ def test_observe_equals_signals_of_plain_predictions():
     records = np.array([0, 5, 39, 40, 59])  # 40 and 59 are not candidates
     obs = pool.observe(records, queries=QuerySet.none())
     assert obs.scaled_logit.shape == (3, 5, 1) and obs.log_confidence.shape == (3, 5, 1)
-    assert obs.scaled_logit.dtype == np.float64
+    assert obs.scaled_logit.dtype == obs.log_confidence.dtype == np.float32
     np.testing.assert_array_equal(obs.record_ids, records)
     for k, trained in enumerate(models):
         sig = signals_from_logits(predict_logits(trained.model, data.x[records]), data.y[records])
-        np.testing.assert_allclose(obs.scaled_logit[k, :, 0], sig.scaled_logit, atol=1e-12)
-        np.testing.assert_allclose(obs.log_confidence[k, :, 0], -sig.loss, atol=1e-12)
+        # Computed in float64, stored rounded to float32: equal to float32's precision.
+        np.testing.assert_array_equal(obs.scaled_logit[k, :, 0], sig.scaled_logit.astype("f4"))
+        np.testing.assert_array_equal(obs.log_confidence[k, :, 0], (-sig.loss).astype("f4"))
         in_train = np.isin(records, pool.training_indices(k))
         np.testing.assert_array_equal(obs.inclusion[k], in_train)
     assert not obs.inclusion[:, 3:].any()
@@ -464,7 +467,7 @@ def test_observe_target_kinds():
     clf = LogisticRegression(max_iter=200).fit(data.x, data.y)
     probs = pool.observe_target(SklearnTarget(clf, n_classes=3), records, queries=q)
     sig = signals_from_proba(clf.predict_proba(data.x[records]), data.y[records])
-    np.testing.assert_allclose(probs.scaled_logit[0, :, 0], sig.scaled_logit, rtol=1e-12)
+    np.testing.assert_allclose(probs.scaled_logit[0, :, 0], sig.scaled_logit, rtol=F32)
     raw = pool.observe_target(clf, records, queries=q)
     np.testing.assert_array_equal(raw.scaled_logit, probs.scaled_logit)
     # Precomputed logits are queried by record id.

@@ -183,13 +183,13 @@ def test_answers_are_cached_and_invalidated_by_model_records_and_queries(
     from miaudit.compute import pool as pool_module
 
     calls: list[int] = []
-    original = pool_module.observe_models
+    original = pool_module._answer_into
 
-    def counting(models, *args, **kwargs):
-        calls.append(len(models))
-        return original(models, *args, **kwargs)
+    def counting(answerers, *args, **kwargs):
+        calls.append(len(answerers))
+        return original(answerers, *args, **kwargs)
 
-    monkeypatch.setattr(pool_module, "observe_models", counting)
+    monkeypatch.setattr(pool_module, "_answer_into", counting)
     cache = ModelCache(tmp_path / "cache")
     pool = _pool(data, _recipe(), cache)
     pool.train()

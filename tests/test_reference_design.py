@@ -196,7 +196,8 @@ def _observations(loss_in, loss_out, correct_in, correct_out):
 
 
 def test_recipe_match_known_answer():
-    target_loss = np.array([0.1, 0.2, 1.0, 2.0])
+    # float32, as the audit passes the target's losses (from its observations).
+    target_loss = np.array([0.1, 0.2, 1.0, 2.0], dtype=np.float32)
     target_correct = np.array([True, True, True, False])
     is_member = np.array([True, True, False, False])
     same = _observations([0.1, 0.2], [1.0, 2.0], [True, True], [True, False])

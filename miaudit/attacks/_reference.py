@@ -133,14 +133,31 @@ class MaskedMoments(NamedTuple):
     sum_sq: np.ndarray
 
 
+# Values per block of records in masked_moments: the squared deviations of one block take
+# 64 MB in float64, whatever the number of models, records and queries.
+_MOMENT_BLOCK = 1 << 23
+
+
 def masked_moments(values: np.ndarray, mask: np.ndarray) -> MaskedMoments:
     """Moments over the model axis of ``values`` (K, n, a), keeping models where ``mask``
-    (K, n) is True. One pass with ``einsum``; no loop over records or models."""
-    weights = mask.astype(np.float64)
-    count = mask.sum(axis=0)
-    mean = np.einsum("kn,kna->na", weights, values) / np.maximum(count, 1)[:, None]
-    sum_sq = np.einsum("kn,kna->na", weights, np.square(values - mean[None]))
-    return MaskedMoments(count.astype(np.int64), mean, sum_sq)
+    (K, n) is True, in float64 whatever the dtype of ``values`` (float32 observations).
+
+    Vectorised with ``einsum`` over blocks of records, so that the temporaries stay
+    bounded (``values`` may be a memory-mapped pool of hundreds of models): the only loop
+    runs over record blocks, one block for a few thousand records.
+    """
+    n_models, n_records, n_queries = values.shape
+    count = mask.sum(axis=0).astype(np.int64)
+    mean = np.empty((n_records, n_queries))
+    sum_sq = np.empty((n_records, n_queries))
+    step = max(1, _MOMENT_BLOCK // max(1, n_models * n_queries))
+    for lo in range(0, n_records, step):
+        rows = slice(lo, lo + step)
+        weights = mask[:, rows].astype(np.float64)
+        block = values[:, rows].astype(np.float64, copy=False)
+        mean[rows] = np.einsum("kn,kna->na", weights, block) / np.maximum(count[rows], 1)[:, None]
+        sum_sq[rows] = np.einsum("kn,kna->na", weights, np.square(block - mean[None, rows]))
+    return MaskedMoments(count, mean, sum_sq)
 
 
 def pooled_variance(moments: MaskedMoments, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -161,13 +178,16 @@ def pooled_variance(moments: MaskedMoments, values: np.ndarray, mask: np.ndarray
 
 
 def log_query_mean(log_values: np.ndarray) -> np.ndarray:
-    """log of the mean over the last (query) axis of exp(``log_values``), computed stably.
+    """log of the mean over the last (query) axis of exp(``log_values``), computed stably,
+    in float64.
 
     Max-shifted, with a loop over the few queries: numpy reduces a short innermost axis
     slowly, and ``scipy.special.logsumexp`` is slower still.
     """
     n_queries = log_values.shape[-1]
-    top = log_values[..., 0].copy()
+    top = log_values[..., 0].astype(np.float64)  # float64 whatever the observations' dtype
+    if n_queries == 1:
+        return top
     for q in range(1, n_queries):
         np.maximum(top, log_values[..., q], out=top)
     total = np.zeros_like(top)

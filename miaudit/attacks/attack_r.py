@@ -151,7 +151,7 @@ class AttackR(BaseEstimator):
         raise_if_problems(type(self).__name__, problems)
 
         out = ~references.inclusion
-        losses = -references.log_confidence.mean(axis=2)  # (K, n)
+        losses = -references.log_confidence.mean(axis=2, dtype=np.float64)  # (K, n)
         n_models = losses.shape[0]
         moments = masked_moments(losses[:, :, None], out)
         std = np.sqrt(pooled_variance(moments, losses[:, :, None], out))[0]
@@ -199,7 +199,7 @@ class AttackR(BaseEstimator):
         """
         target = score_input(self, target)
         check_is_fitted(self, "out_losses_")
-        loss = -check_target(self, target).log_confidence[0].mean(axis=1)  # (n,)
+        loss = -check_target(self, target).log_confidence[0].mean(axis=1, dtype=np.float64)
         at_or_above = np.count_nonzero(self.out_losses_ >= loss[None, :], axis=0)
         scores = at_or_above / np.maximum(self.n_out_, 1)
         missing = self.n_out_ == 0

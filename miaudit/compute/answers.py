@@ -4,7 +4,7 @@ Querying 64 reference models on 60,000 records under 18 views costs minutes; the
 only change when the model, the records, the views or the output defenses in front of the
 model change. :class:`AnswerCache` keeps, per model, what
 :func:`~miaudit.compute.pool.observe_models` computed from its answers (the scaled logit
-φ, log p_y per view, and whether the first view was right), keyed by all four:
+φ, log p_y per view in float32, and whether the first view was right), keyed by all four:
 
     sha256(model key, record ids, query views, defenses)
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from miaudit.atomic import atomic_write
 from miaudit.compute.queries import QuerySet
+from miaudit.signals.observations import OBSERVATION_DTYPE
 
 __all__ = ["AnswerCache", "answer_key"]
 
@@ -33,7 +34,7 @@ __all__ = ["AnswerCache", "answer_key"]
 def answer_key(model_key: str, records: np.ndarray, queries: QuerySet, defenses: str) -> str:
     """The content key of one model's answers on ``records`` under ``queries``."""
     h = hashlib.sha256()
-    h.update(b"miaudit.answers.v1\0")
+    h.update(b"miaudit.answers.v2\0")  # v2: float32 answers
     h.update(model_key.encode() + b"\0")
     h.update(np.ascontiguousarray(records, dtype=np.int64).tobytes() + b"\0")
     views = [repr(q) for q in queries.queries] + [queries.padding_mode]
@@ -80,7 +81,7 @@ class AnswerCache:
             ids.dtype == np.int64
             and np.array_equal(ids, records)
             and phi.shape == log_p.shape == (n, n_queries)
-            and phi.dtype == log_p.dtype == np.float64
+            and phi.dtype == log_p.dtype == OBSERVATION_DTYPE
             and correct.shape == (n,)
             and correct.dtype == np.bool_
             and np.isfinite(phi).all()
@@ -99,8 +100,8 @@ class AnswerCache:
                 np.savez(
                     handle,
                     records=np.asarray(records, np.int64),
-                    phi=np.asarray(phi, np.float64),
-                    log_p=np.asarray(log_p, np.float64),
+                    phi=np.asarray(phi, OBSERVATION_DTYPE),
+                    log_p=np.asarray(log_p, OBSERVATION_DTYPE),
                     correct=np.asarray(correct, bool),
                 )
 

@@ -87,13 +87,14 @@ from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
 from miaudit.models.architectures import build_model
 from miaudit.models.recipes import Recipe, TrainedModel, check_indices, trusted_types_of
 from miaudit.models.training import _EVAL_BATCH, predict_logits, resolve_device
-from miaudit.signals.observations import Observations
+from miaudit.signals.observations import OBSERVATION_DTYPE, Observations
 from miaudit.signals.table import scaled_logit_and_log_confidence
 from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, require_access
 from miaudit.validation import is_int, is_real
 
 __all__ = [
     "EVAL_SAMPLE",
+    "MEMORY_MAP_ABOVE",
     "LeaveOneOut",
     "PoolProgress",
     "ReferencePool",
@@ -120,6 +121,10 @@ _ENSEMBLE_BUDGET = 1 << 27
 _ENSEMBLE_WORK = 8 * 10**10
 # Floats per chunk of augmented records in observe (a chunk of views is 128 MB).
 _OBSERVE_BUDGET = 1 << 25
+
+#: Bytes of answers above which :meth:`ReferencePool.observe` maps them from disk (the
+#: answers of 64 models on 60,000 records under 18 views take 553 MB).
+MEMORY_MAP_ABOVE = 1 << 29
 
 #: ``progress(done, total, info)`` after each model is loaded or trained; ``info`` holds
 #: ``model``, ``from_cache``, ``seconds``, ``train_accuracy``, ``test_accuracy``, ``seed``,
@@ -207,6 +212,72 @@ def _answerer(model: Any, n_classes: int) -> _Answerer:
     )
 
 
+def _check_views(answerers: list[_Answerer], queries: QuerySet, dataset: Dataset) -> QuerySet:
+    if not answerers:
+        raise InvalidAuditInput("observe: no models to query")
+    views = queries.for_records(dataset.input_shape)
+    if any(a.by_index for a in answerers) and not views.is_identity:
+        raise InvalidAuditInput(
+            f"observe: precomputed predictions cannot answer {len(views)} augmented views of "
+            "a record; use QuerySet.none()"
+        )
+    return views
+
+
+def _answer_into(
+    answerers: list[_Answerer],
+    slots: Sequence[int],
+    dataset: Dataset,
+    records: np.ndarray,
+    views: QuerySet,
+    phi: np.ndarray,
+    log_p: np.ndarray,
+    correct: np.ndarray,
+    first_view: list[np.ndarray] | None = None,
+) -> None:
+    """Write answerer ``j``'s φ, log p_y and first-view correctness into row ``slots[j]``
+    of ``phi``, ``log_p`` (m, n, a) and ``correct`` (m, n), chunk of records by chunk.
+
+    Each chunk is augmented once for all models; a model's answers on it are computed in
+    float64 and rounded only when stored, so nothing larger than one chunk's answers is
+    ever held besides the output arrays themselves (which may be memory-mapped)."""
+    n, a = records.size, len(views)
+    per_record = int(np.prod(dataset.input_shape)) * a
+    chunk = max(1, _OBSERVE_BUDGET // per_record)
+    for lo in range(0, n, chunk):
+        ids = records[lo : lo + chunk]
+        c = ids.size
+        flat = views.apply(torch.from_numpy(dataset.x[ids])).reshape(a * c, *dataset.input_shape)
+        flat_np = None
+        labels = np.tile(dataset.y[ids], a)  # row q * c + i is view q of record i
+        for j, ans in enumerate(answerers):
+            k = slots[j]
+            if ans.by_index:
+                out = ans.fn(ids)
+            elif ans.wants_tensor:
+                out = ans.fn(flat)
+            else:
+                flat_np = flat.numpy() if flat_np is None else flat_np
+                out = ans.fn(flat_np)
+            out = np.asarray(out, dtype=np.float64)
+            expected = (a * c, dataset.n_classes)
+            if out.shape != expected:
+                raise InvalidAuditInput(
+                    f"observe: model {k} answered with shape {out.shape}, expected {expected}"
+                )
+            if not np.isfinite(out).all():
+                raise InvalidAuditInput(
+                    f"observe: model {k} answered with NaN or infinite values (did its "
+                    "training diverge?)"
+                )
+            ph, lp = scaled_logit_and_log_confidence(out, labels, from_logits=ans.logits)
+            phi[k, lo : lo + c] = ph.reshape(a, c).T
+            log_p[k, lo : lo + c] = lp.reshape(a, c).T
+            correct[k, lo : lo + c] = out[:c].argmax(axis=1) == labels[:c]  # the first view
+            if j == 0 and first_view is not None:
+                first_view.append(out[:c])
+
+
 def observe_models(
     models: Sequence[Any],
     dataset: Dataset,
@@ -241,7 +312,9 @@ def observe_models(
     Returns
     -------
     Observations
-        ``scaled_logit`` and ``log_confidence`` of shape ``(m, n, n_queries)``, float64.
+        ``scaled_logit`` and ``log_confidence`` of shape ``(m, n, n_queries)``, computed
+        in float64 and stored in float32
+        (:data:`~miaudit.signals.observations.OBSERVATION_DTYPE`).
 
     Raises
     ------
@@ -259,52 +332,33 @@ def observe_models(
     """
     records = check_indices(records, dataset.n_records, "records")
     answerers = [_answerer(m, dataset.n_classes) for m in models]
-    if not answerers:
-        raise InvalidAuditInput("observe: no models to query")
-    views = queries.for_records(dataset.input_shape)
-    if any(a.by_index for a in answerers) and not views.is_identity:
-        raise InvalidAuditInput(
-            f"observe: precomputed predictions cannot answer {len(views)} augmented views of "
-            "a record; use QuerySet.none()"
-        )
+    views = _check_views(answerers, queries, dataset)
     m, n, a = len(answerers), records.size, len(views)
-    phi = np.empty((m, n, a))
-    log_p = np.empty((m, n, a))
+    phi = np.empty((m, n, a), OBSERVATION_DTYPE)
+    log_p = np.empty((m, n, a), OBSERVATION_DTYPE)
     correct = np.empty((m, n), dtype=bool)
-    per_record = int(np.prod(dataset.input_shape)) * a
-    chunk = max(1, _OBSERVE_BUDGET // per_record)
-    for lo in range(0, n, chunk):
-        ids = records[lo : lo + chunk]
-        c = ids.size
-        flat = views.apply(torch.from_numpy(dataset.x[ids])).reshape(a * c, *dataset.input_shape)
-        flat_np = None
-        labels = np.tile(dataset.y[ids], a)  # row q * c + i is view q of record i
-        for k, ans in enumerate(answerers):
-            if ans.by_index:
-                out = ans.fn(ids)
-            elif ans.wants_tensor:
-                out = ans.fn(flat)
-            else:
-                flat_np = flat.numpy() if flat_np is None else flat_np
-                out = ans.fn(flat_np)
-            out = np.asarray(out, dtype=np.float64)
-            expected = (a * c, dataset.n_classes)
-            if out.shape != expected:
-                raise InvalidAuditInput(
-                    f"observe: model {k} answered with shape {out.shape}, expected {expected}"
-                )
-            if not np.isfinite(out).all():
-                raise InvalidAuditInput(
-                    f"observe: model {k} answered with NaN or infinite values (did its "
-                    "training diverge?)"
-                )
-            ph, lp = scaled_logit_and_log_confidence(out, labels, from_logits=ans.logits)
-            phi[k, lo : lo + c] = ph.reshape(a, c).T
-            log_p[k, lo : lo + c] = lp.reshape(a, c).T
-            correct[k, lo : lo + c] = out[:c].argmax(axis=1) == labels[:c]  # the first view
-            if k == 0 and first_view is not None:
-                first_view.append(out[:c])
+    _answer_into(answerers, range(m), dataset, records, views, phi, log_p, correct, first_view)
     return Observations(records, phi, log_p, inclusion, correct)
+
+
+def _answer_arrays(shape: tuple[int, int, int], spill_dir: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Empty φ and log p_y arrays of ``shape``: in memory, or, with ``spill_dir``, mapped
+    from a file there that is unlinked at once (the mapping keeps it until the arrays are
+    freed; nothing stays on disk, even after a crash, and the OS pages the answers in and
+    out instead of holding them in the process's memory)."""
+    if spill_dir is None:
+        return np.empty(shape, OBSERVATION_DTYPE), np.empty(shape, OBSERVATION_DTYPE)
+    import os
+    import tempfile
+
+    os.makedirs(spill_dir, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="observations-", suffix=".f32", dir=spill_dir)
+    try:
+        os.close(fd)
+        block = np.memmap(path, dtype=OBSERVATION_DTYPE, mode="w+", shape=(2, *shape))
+    finally:
+        os.unlink(path)
+    return block[0], block[1]
 
 
 # --------------------------------------------------------------------------- pool
@@ -349,17 +403,23 @@ class ReferencePool:
         et al. are trained, cached and batched through a pool this way, so that shadow and
         reference models share one training path and one cache.
     ensemble : {"auto", "off", "on"}
-        Train eligible models (MLPs and LeNet-5 without dropout, see
+        Train eligible models (MLPs, LeNet-5 and the small CNN without dropout, see
         :func:`~miaudit.compute.ensemble.ensemble_ineligibility`) as batched ensembles of
         up to 16 with equal training-set sizes. ``"auto"`` does so where it was measured
         faster (:func:`~miaudit.compute.ensemble.ensemble_pays`: MLPs, 1.1x with one
-        thread and 1.4x with two on a CPU; LeNet-5 on a GPU only), ``"on"`` whenever the
+        thread and 1.4x with two on a CPU; the CNNs on a GPU only), ``"on"`` whenever the
         recipe is eligible (and requires it), ``"off"`` trains one model after another.
     eval_sample : int
         Largest number of held-out candidates each model's test accuracy uses.
     executor : executor, optional
         Where the models train (:mod:`miaudit.compute.executors`): in this process (the
         default), a local process pool, or Ray. Every executor trains the same models.
+    memory_map_above : int or None, default 512 MiB
+        With a model cache, :meth:`observe` keeps answers (φ and log p_y, float32) larger
+        than this many bytes in a memory-mapped file on the cache's disk instead of in the
+        process's memory, and fills it one model at a time from the answer cache, so that
+        what the process holds grows with records × queries, not with the number of
+        models as well. None never maps.
 
     Attributes
     ----------
@@ -390,6 +450,7 @@ class ReferencePool:
         ensemble: str = "auto",
         eval_sample: int = EVAL_SAMPLE,
         executor: Any = None,
+        memory_map_above: int | None = MEMORY_MAP_ABOVE,
     ) -> None:
         problems: list[str] = []
         if not (hasattr(recipe, "train") and hasattr(recipe, "fingerprint")):
@@ -400,6 +461,7 @@ class ReferencePool:
             ("n_models", n_models, 1),
             ("seed", seed, 0),
             ("eval_sample", eval_sample, 1),
+            ("memory_map_above", 0 if memory_map_above is None else memory_map_above, 0),
         ):
             if not is_int(value) or value < low:
                 problems.append(f"{name} must be an int >= {low}, got {value!r}")
@@ -464,6 +526,7 @@ class ReferencePool:
 
             executor = InProcessExecutor()
         self.executor = executor
+        self.memory_map_above = None if memory_map_above is None else int(memory_map_above)
 
         self._sorted = np.sort(cand)
         self._inclusion_sorted = self._draw_inclusion()
@@ -844,32 +907,48 @@ class ReferencePool:
         records = check_indices(records, self.dataset.n_records, "records")
         if answer_as is not None:
             models = [answer_as(m.model) for m in models]
-        inclusion = self._record_inclusion(records)
+        answerers = [_answerer(m, self.dataset.n_classes) for m in models]
+        views = _check_views(answerers, queries, self.dataset)
+        shape = (len(models), records.size, len(views))
+        phi, log_p = _answer_arrays(shape, self._spill_dir(shape))
+        correct = np.empty(shape[:2], dtype=bool)
         tag = defenses_tag(answer_as)
-        views = queries.for_records(self.dataset.input_shape)
         self.answers_from_cache = 0
-        if self.cache is None or tag is None:
-            return observe_models(models, self.dataset, records, queries=views, inclusion=inclusion)
-        store = AnswerCache(self.cache.root)
-        keys = [answer_key(self.model_key(k), records, views, tag) for k in range(len(models))]
-        found = {k: store.get(key, records, len(views)) for k, key in enumerate(keys)}
-        missing = [k for k, entry in found.items() if entry is None]
+        store = None if self.cache is None or tag is None else AnswerCache(self.cache.root)
+        missing = list(range(len(models)))
+        if store is not None:
+            keys = [answer_key(self.model_key(k), records, views, tag) for k in missing]
+            missing = []
+            for k, key in enumerate(keys):  # one model's entry in memory at a time
+                entry = store.get(key, records, len(views))
+                if entry is None:
+                    missing.append(k)
+                else:
+                    phi[k], log_p[k], correct[k] = entry
         if missing:
-            fresh = observe_models(
-                [models[k] for k in missing], self.dataset, records, queries=views
+            _answer_into(
+                [answerers[k] for k in missing],
+                missing,
+                self.dataset,
+                records,
+                views,
+                phi,
+                log_p,
+                correct,
             )
-            for i, k in enumerate(missing):
-                entry = (fresh.scaled_logit[i], fresh.log_confidence[i], fresh.correct[i])
-                store.put(keys[k], records, *entry)
-                found[k] = entry
+            if store is not None:
+                for k in missing:
+                    store.put(keys[k], records, phi[k], log_p[k], correct[k])
         self.answers_from_cache = len(models) - len(missing)
-        return Observations(
-            records,
-            np.stack([found[k][0] for k in range(len(models))]),
-            np.stack([found[k][1] for k in range(len(models))]),
-            inclusion,
-            np.stack([found[k][2] for k in range(len(models))]),
-        )
+        return Observations(records, phi, log_p, self._record_inclusion(records), correct)
+
+    def _spill_dir(self, shape: tuple[int, int, int]):
+        """Where :meth:`observe` maps answers larger than ``memory_map_above`` bytes from
+        (the model cache's disk), or None to hold them in memory."""
+        nbytes = 2 * int(np.prod(shape)) * np.dtype(OBSERVATION_DTYPE).itemsize
+        if self.cache is None or self.memory_map_above is None:
+            return None
+        return self.cache.root / "answers" / "mapped" if nbytes > self.memory_map_above else None
 
     def observe_target(
         self, target: Any, records: np.ndarray, *, queries: QuerySet
