@@ -4,7 +4,8 @@ For Location's MLP and CIFAR-10's LeNet-5 (the recipes of the reference-power be
 trained on that benchmark's audited records), a fresh pool of models is trained by each
 way miaudit has: one after another in this process (all ``--threads`` threads), a local
 process pool and Ray (2 workers of ``--threads / 2`` threads each), and the batched
-ensemble (forced on, also for LeNet-5, whose ``auto`` rule it measures). Nothing comes
+ensemble (forced on, also for LeNet-5, whose ``auto`` rule it measures; the small CNN,
+``--datasets cifar10-small-cnn``, only one by one against batched). Nothing comes
 from a cache: each run has a fresh one. Then the peak resident memory of a whole Location
 audit (offline RMIA) with 8 and with 64 references, each in a fresh process, and the wall
 time of the same audit again with the models and their answers cached (it queries no
@@ -12,6 +13,7 @@ reference model).
 
     python benchmarks/fleet.py                         # both data sets
     python benchmarks/fleet.py --datasets location     # a minute or two
+    python benchmarks/fleet.py --datasets cifar10-small-cnn --memory-ks ""  # the CNN rule
 
 Run it alone: two torch processes on two cores slow each other 10-100x.
 """
@@ -26,10 +28,12 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from reference_attacks import CIFAR10 as SHADOW_CIFAR10
 from reference_attacks import LOCATION
 from reference_power import CIFAR10, cifar_split, location_split
 
@@ -65,18 +69,29 @@ def _modes(threads: int, mlp: bool) -> list[tuple[str, object, str]]:
     return modes
 
 
+#: The small CNN (BatchNorm) of the shadow / reference benchmarks, for the ensemble rule:
+#: CIFAR-10 widths 16-32-64, 2 epochs (the rule compares speeds, not models).
+SMALL_CNN = replace(
+    SHADOW_CIFAR10, training=replace(SHADOW_CIFAR10.training, epochs=2, augment=False)
+)
+
+
 def throughput(name: str, n_models: int, threads: int) -> None:
-    data = load_dataset(name)
-    recipe = LOCATION if name == "location" else CIFAR10
+    small_cnn = name == "cifar10-small-cnn"
+    data = load_dataset("cifar10" if small_cnn else name)
+    recipe = {"location": LOCATION, "cifar10": CIFAR10}.get(name, SMALL_CNN)
     split = (location_split if name == "location" else cifar_split)(data.n_records, seed=0)
     candidates = np.concatenate([split.members, split.nonmembers])
     print(
-        f"\n## {name}: {recipe.architecture}, {n_models} models on "
-        f"{candidates.size // 2} records each"
+        f"\n## {name}: {recipe.architecture}, {recipe.training.epochs} epochs, {n_models} "
+        f"models on {candidates.size // 2} records each"
     )
     print(f"{'executor':<48} {'seconds':>8} {'models/hour':>12}")
     batched = recipe.architecture in ENSEMBLE_ARCHITECTURES
-    for label, executor, ensemble in _modes(threads, batched):
+    modes = _modes(threads, batched)
+    if small_cnn:  # the ensemble rule only: one by one against batched
+        modes = [modes[0], modes[-1]]
+    for label, executor, ensemble in modes:
         with tempfile.TemporaryDirectory() as cache_dir:
             pool = ReferencePool(
                 recipe,
@@ -151,6 +166,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--location-models", type=int, default=16)
     parser.add_argument("--cifar-models", type=int, default=4)
+    parser.add_argument("--small-cnn-models", type=int, default=4)
     parser.add_argument("--memory-ks", default="8,64")
     parser.add_argument("--memory-run", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
@@ -164,8 +180,11 @@ def main() -> None:
         f"{torch.get_num_threads()} threads"
     )
     for name in args.datasets.split(","):
-        n = args.location_models if name == "location" else args.cifar_models
-        throughput(name.strip(), n, args.threads)
+        name = name.strip()
+        n = {"location": args.location_models, "cifar10": args.cifar_models}.get(
+            name, args.small_cnn_models
+        )
+        throughput(name, n, args.threads)
     if "location" in args.datasets and args.memory_ks:
         memory([int(k) for k in args.memory_ks.split(",")], args.threads)
 

@@ -33,6 +33,9 @@ from miaudit.models import (
 )
 
 FAST = TrainingConfig(epochs=2, batch_size=16, lr=0.05, device="cpu")
+# The fingerprint of an MLP (hidden 8) trained with FAST, computed by miaudit before
+# TrainingConfig had ``precision`` (commit dcd6c49).
+KEY_BEFORE_PRECISION = "b57b647c99c017a9fde113141e67da1f3a371e7d23c0b41791887ed343ea7395"
 
 
 def _tabular(n: int = 64, features: int = 10, n_classes: int = 3, seed: int = 0) -> Dataset:
@@ -595,3 +598,64 @@ def test_skops_untrusted_types_need_trust(tmp_path: Path) -> None:
         load_sklearn_model(path)
     loaded = load_sklearn_model(path, trust_pickle=True)
     np.testing.assert_array_equal(loaded.fit_transform(np.ones((2, 2))), np.full((2, 2), 2.0))
+
+
+# ------------------------------------------------------------------ precision and layout
+
+
+def test_precision_is_checked_and_enters_the_fingerprint_only_when_used() -> None:
+    with pytest.raises(InvalidAuditInput, match="precision must be one of"):
+        TrainingConfig(precision="float16")
+    with pytest.raises(InvalidAuditInput, match="cannot be combined with DP-SGD"):
+        TrainingConfig(precision="bfloat16", dp_noise_multiplier=1.0)
+    plain = TorchRecipe(architecture="mlp", arch_params={"hidden": (8,)}, training=FAST)
+    mixed = TorchRecipe(
+        architecture="mlp",
+        arch_params={"hidden": (8,)},
+        training=TrainingConfig(**{**FAST.to_dict(), "precision": "bfloat16"}),
+    )
+    assert plain.fingerprint() != mixed.fingerprint()
+    # The default leaves the fingerprint as it was before the setting existed (the key of
+    # this recipe computed by miaudit before it had ``precision``): cached models stay.
+    assert plain.fingerprint() == KEY_BEFORE_PRECISION
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "lenet5"])
+def test_bfloat16_training_learns_and_differs_from_float32(architecture) -> None:
+    """Mixed precision learns as float32 does (memorising 48 records: an MLP on a
+    learnable synthetic task, a LeNet-5 on noise images), with float32 weights that
+    differ from float32 training's."""
+    from synthetic import synthetic_dataset
+
+    data = synthetic_dataset(n_samples=200) if architecture == "mlp" else _images(n=48)
+    config = TrainingConfig(epochs=60, batch_size=16, lr=0.05, device="cpu")
+    recipes = {
+        precision: TorchRecipe(
+            architecture=architecture,
+            arch_params={"hidden": (32,)} if architecture == "mlp" else {},
+            training=TrainingConfig(**{**config.to_dict(), "precision": precision}),
+        )
+        for precision in ("float32", "bfloat16")
+    }
+    trained = {p: r.train(data, np.arange(48), seed=4) for p, r in recipes.items()}
+    mixed, plain = trained["bfloat16"], trained["float32"]
+    assert all(torch.isfinite(p).all() for p in mixed.model.parameters())
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())  # weights stay f32
+    assert plain.train_accuracy > 0.9 and mixed.train_accuracy > 0.85
+    assert abs(mixed.train_accuracy - plain.train_accuracy) <= 0.1
+    assert not torch.equal(next(mixed.model.parameters()), next(plain.model.parameters()))
+
+
+def test_channels_last_training_equals_the_default_layout(monkeypatch) -> None:
+    """The layout used on GPUs changes the order of operations only: forced on a CPU, a
+    LeNet-5 trains to the same weights as in the default layout, to rounding."""
+    from miaudit.models import training as training_module
+
+    data = _images(n=32)
+    recipe = TorchRecipe(architecture="lenet5", training=FAST)
+    default = recipe.train(data, np.arange(32), seed=2)
+    monkeypatch.setattr(training_module, "channels_last_on", lambda device: True)
+    last = recipe.train(data, np.arange(32), seed=2)
+    assert last.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(last.model.parameters(), default.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

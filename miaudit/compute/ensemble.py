@@ -1,5 +1,12 @@
 """Train several small networks as one batched ensemble (``torch.func`` vmap over stacked
-weights): MLPs, and LeNet-5 where it pays (:func:`ensemble_pays`).
+weights): MLPs, and LeNet-5 and the small CNN where it pays (:func:`ensemble_pays`).
+
+The small CNN's BatchNorm layers keep running statistics; they are stacked like the
+weights (one row per member) and each member's row is updated in place under vmap, as
+its own forward pass in training mode would update it, so every member ends with its
+sequential twin's weights *and* statistics (tests check both). With
+``TrainingConfig.precision="bfloat16"`` the members' forward and backward passes run under
+autocast, as :func:`~miaudit.models.train_model` runs them.
 
 A reference pool trains dozens of copies of one network that differ only in their
 training records and seed. For a small MLP each optimisation step is a few small matrix
@@ -56,6 +63,7 @@ from miaudit.models.training import (
     _batch_bounds,
     _make_optimizer,
     accuracy,
+    autocast_for,
     resolve_device,
 )
 
@@ -66,9 +74,10 @@ __all__ = [
     "train_ensemble",
 ]
 
-#: Architectures a batched ensemble can train: no buffers (BatchNorm's running statistics
-#: would need a per-member update inside vmap), so the small CNN and ResNet are left out.
-ENSEMBLE_ARCHITECTURES = ("mlp", "lenet5")
+#: Architectures a batched ensemble can train. The small CNN's BatchNorm statistics are
+#: stacked like its weights (one row per member, updated in place under vmap); ResNets are
+#: left out (too large for vmap to pay, and their members rarely fit side by side).
+ENSEMBLE_ARCHITECTURES = ("mlp", "lenet5", "small_cnn")
 
 
 def ensemble_ineligibility(recipe: object, dataset: Dataset) -> str | None:
@@ -100,10 +109,12 @@ def ensemble_pays(recipe: TorchRecipe) -> bool:
     """The measured rule of ``ensemble="auto"``: whether batching an eligible recipe is
     faster than training its models one after another.
 
-    MLPs: yes on a CPU (the table above) and on a GPU. LeNet-5: only on a GPU; on the
-    2-core CPU, vmapped convolutions were slower than one model at a time (see
-    ``benchmarks/fleet.py``), so ``auto`` trains them one by one there and ``on`` forces
-    the ensemble.
+    MLPs: yes on a CPU (the table above) and on a GPU. LeNet-5 and the small CNN: only on
+    a GPU; on the 2-core CPU, vmapped convolutions were slower than one model at a time
+    (LeNet-5 92 against 165 models per hour, see ``benchmarks/fleet.py``), so ``auto``
+    trains them one by one there and ``on`` forces the ensemble. The GPU half of the rule
+    is the expectation (many small convolutions batched into few large kernels) and has not
+    been measured by this project yet.
     """
     if recipe.architecture == "mlp":
         return True
@@ -183,17 +194,26 @@ def train_ensemble(
         )
         generators.append(torch.Generator(device=device).manual_seed(train_seed))
 
-    stacked, _ = stack_module_state(models)  # eligible networks have no buffers
+    stacked, buffers = stack_module_state(models)
     names = list(stacked)
     holder = nn.ParameterList([nn.Parameter(stacked[name].detach().clone()) for name in names])
+    # BatchNorm's running statistics, one row per member: vmap updates each member's row
+    # in place, as its own forward pass in training mode would.
+    buffers = {name: value.detach().clone() for name, value in buffers.items()}
     optimizer = _make_optimizer(holder, config)
     skeleton = copy.deepcopy(models[0]).to("meta")
+    skeleton.train()
 
-    def member_loss(params: dict, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(skeleton, params, (xb,))
+    def member_loss(
+        params: dict, member_buffers: dict, xb: torch.Tensor, yb: torch.Tensor
+    ) -> torch.Tensor:
+        with autocast_for(config, device):
+            logits = functional_call(skeleton, (params, member_buffers), (xb,)).float()
         return F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
 
     batched_loss = vmap(member_loss)
+    # Every member's training set, on the device once (mixed precision comes from
+    # autocast_for; channels-last does not apply to the stacked 5-d batches of vmap).
     xs = torch.from_numpy(np.stack([dataset.x[ix] for ix in idx])).to(device)  # (M, n, ...)
     ys = torch.from_numpy(np.stack([dataset.y[ix] for ix in idx])).to(device)  # (M, n)
     rows = torch.arange(n_members, device=device)[:, None]
@@ -211,7 +231,7 @@ def train_ensemble(
                 group["lr"] = config.lr * factor
             batch = order[:, lo:hi]
             losses = batched_loss(
-                dict(zip(names, holder, strict=True)), xs[rows, batch], ys[rows, batch]
+                dict(zip(names, holder, strict=True)), buffers, xs[rows, batch], ys[rows, batch]
             )
             optimizer.zero_grad(set_to_none=True)
             # Summing keeps each member's gradient equal to that of its own mean loss.
@@ -234,6 +254,8 @@ def train_ensemble(
         for k, model in enumerate(models):
             for name, param in model.named_parameters():
                 param.copy_(holder[names.index(name)][k])
+            for name, buffer in model.named_buffers():
+                buffer.copy_(buffers[name][k])
     for k, model in enumerate(models):
         model.eval()
         train_acc = accuracy(model, xs[k], ys[k], batch_size=eval_batch)

@@ -79,6 +79,7 @@ _LATER_DEFAULTS = {
     "dp_max_grad_norm": 1.0,
     "dp_poisson": True,
     "early_stopping_patience": 0,
+    "precision": "float32",
 }
 #: Architecture parameters added later, per architecture, with the same rule.
 _LATER_ARCH_DEFAULTS = {"lenet5": {"dropout": 0.0}}
