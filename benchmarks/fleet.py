@@ -14,6 +14,9 @@ reference model).
     python benchmarks/fleet.py                         # both data sets
     python benchmarks/fleet.py --datasets location     # a minute or two
     python benchmarks/fleet.py --datasets cifar10-small-cnn --memory-ks ""  # the CNN rule
+    # On a GPU (recipes train on CUDA when one is present), the issue's 64-model run:
+    python benchmarks/fleet.py --datasets cifar10-small-cnn --memory-ks "" \
+        --small-cnn-models 64 --precision bfloat16
 
 Run it alone: two torch processes on two cores slow each other 10-100x.
 """
@@ -42,6 +45,7 @@ from miaudit.compute import ModelCache, ReferencePool
 from miaudit.compute.ensemble import ENSEMBLE_ARCHITECTURES
 from miaudit.compute.executors import InProcessExecutor, ProcessPoolExecutor, RayExecutor
 from miaudit.data import load_dataset
+from miaudit.models.training import resolve_device
 
 
 def _modes(threads: int, mlp: bool) -> list[tuple[str, object, str]]:
@@ -76,15 +80,17 @@ SMALL_CNN = replace(
 )
 
 
-def throughput(name: str, n_models: int, threads: int) -> None:
+def throughput(name: str, n_models: int, threads: int, precision: str = "float32") -> None:
     small_cnn = name == "cifar10-small-cnn"
     data = load_dataset("cifar10" if small_cnn else name)
     recipe = {"location": LOCATION, "cifar10": CIFAR10}.get(name, SMALL_CNN)
+    recipe = replace(recipe, training=replace(recipe.training, precision=precision))
     split = (location_split if name == "location" else cifar_split)(data.n_records, seed=0)
     candidates = np.concatenate([split.members, split.nonmembers])
     print(
         f"\n## {name}: {recipe.architecture}, {recipe.training.epochs} epochs, {n_models} "
-        f"models on {candidates.size // 2} records each"
+        f"models on {candidates.size // 2} records each, {precision}, "
+        f"{resolve_device(recipe.training.device)}"
     )
     print(f"{'executor':<48} {'seconds':>8} {'models/hour':>12}")
     batched = recipe.architecture in ENSEMBLE_ARCHITECTURES
@@ -167,6 +173,9 @@ def main() -> None:
     parser.add_argument("--location-models", type=int, default=16)
     parser.add_argument("--cifar-models", type=int, default=4)
     parser.add_argument("--small-cnn-models", type=int, default=4)
+    parser.add_argument(
+        "--precision", default="float32", help="float32, or bfloat16 (mixed precision)"
+    )
     parser.add_argument("--memory-ks", default="8,64")
     parser.add_argument("--memory-run", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
@@ -184,7 +193,7 @@ def main() -> None:
         n = {"location": args.location_models, "cifar10": args.cifar_models}.get(
             name, args.small_cnn_models
         )
-        throughput(name, n, args.threads)
+        throughput(name, n, args.threads, args.precision)
     if "location" in args.datasets and args.memory_ks:
         memory([int(k) for k in args.memory_ks.split(",")], args.threads)
 
