@@ -178,6 +178,7 @@ def build_evidence(
         references=reference_evidence,
         recipe=None if references is None else references.recipe,
         cache=None if references is None else references.cache(),
+        executor=None if references is None else references.make_executor(),
         is_member=split.is_member,
         seed=seed,
         on_step=on_step,

@@ -134,6 +134,22 @@ def test_ray_gives_the_same_models_and_retries_a_killed_task(data, in_process, t
     assert (log / "died").exists()
     runs = [p.name for p in log.iterdir() if p.name.startswith(f"train-{victim}-")]
     assert len(runs) == 2  # killed once, retried once
+    # Ray tasks answer the queries too: the same answers as querying here at one thread.
+    from miaudit.compute import QuerySet
+
+    records = np.arange(0, 400, 2)
+    remote = pool.observe(records, queries=QuerySet.none())
+    assert pool.answers_from_cache == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = _pool(data, recipe, ModelCache(tmp_path / "here"))
+        here.train()
+        local = here.observe(records, queries=QuerySet.none())
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(remote.scaled_logit, local.scaled_logit)
+    np.testing.assert_array_equal(remote.correct, local.correct)
 
 
 def test_process_pool_survives_a_killed_worker(data, in_process, tmp_path):
@@ -232,3 +248,70 @@ def test_answers_are_cached_and_invalidated_by_model_records_and_queries(
     redo = again.observe(records, queries=QuerySet.none())
     assert len(calls) == n + 1 and again.answers_from_cache == 0
     np.testing.assert_array_equal(redo.scaled_logit, first.scaled_logit)
+
+
+def test_workers_answer_the_queries_and_return_them_through_the_cache(data, tmp_path, monkeypatch):
+    """A remote executor's workers query the models (the parent queries none) and give
+    the same answers, bit for bit at one thread, as querying here; output defenses travel
+    with the task."""
+    from miaudit.compute import QuerySet
+    from miaudit.compute import pool as pool_module
+    from miaudit.targets.defenses import DefenseChain
+
+    records = np.arange(100, 300)
+    rounding = DefenseChain(({"defense": "rounding", "decimals": 3},), data.n_classes)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = _pool(data, _recipe(), ModelCache(tmp_path / "here"))
+        here.train()
+        expected = {
+            name: here.observe(records, queries=QuerySet.none(), answer_as=answer_as)
+            for name, answer_as in (("plain", None), ("rounded", rounding))
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the parent process queried a model")
+
+    executor = ProcessPoolExecutor(2, threads_per_worker=1)
+    cache = ModelCache(tmp_path / "fleet")
+    pool = _pool(data, _recipe(), cache, executor)
+    pool.train()
+    monkeypatch.setattr(pool_module, "_answer_into", never)
+    for name, answer_as in (("plain", None), ("rounded", rounding)):
+        got = pool.observe(records, queries=QuerySet.none(), answer_as=answer_as)
+        assert pool.answers_from_cache == 0  # answered by the workers just now
+        for field in ("scaled_logit", "log_confidence", "correct", "inclusion"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(expected[name], field))
+    assert not np.array_equal(expected["plain"].log_confidence, expected["rounded"].log_confidence)
+
+
+def test_shadow_models_train_on_the_executor_like_in_process(data, tmp_path):
+    """Shadow models go through the same pool, hence the same executors: trained by a
+    process pool they are the in-process models, so the attack scores the same."""
+    from miaudit.attacks import ShadowModelAttack
+    from miaudit.targets import TorchTarget
+
+    attacker = np.arange(0, 300)
+    probe = np.arange(300, 400)
+    target = TorchTarget(
+        _pool(data, _recipe(), None, n_models=1).train()[0].model, n_classes=data.n_classes
+    )
+
+    def scores(executor, cache_dir):
+        attack = ShadowModelAttack(n_shadow=2, attack_model="lr", seed=1)
+        attack.fit(data, attacker, recipe=_recipe(), cache=ModelCache(cache_dir), executor=executor)
+        return attack.score_target(target, data.x[probe], data.y[probe])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = scores(None, tmp_path / "here")
+    finally:
+        torch.set_num_threads(threads)
+    cache = tmp_path / "fleet"
+    remote = scores(ProcessPoolExecutor(2, threads_per_worker=1), cache)
+    np.testing.assert_array_equal(remote, here)
+    assert len(ModelCache(cache).keys()) == 2  # the workers stored both shadow models

@@ -423,6 +423,7 @@ class ShadowModelAttack(BaseEstimator):
         *,
         recipe: Recipe | None = None,
         cache: Any = None,
+        executor: Any = None,
         progress: ProgressFn | None = None,
     ) -> Self:
         """Train the shadow models, then the attack models on their answers.
@@ -438,6 +439,9 @@ class ShadowModelAttack(BaseEstimator):
             The target's recipe; used when the ``recipe`` parameter is None.
         cache : ModelCache, optional
             Where shadow models are looked up before training and stored after.
+        executor : executor, optional
+            Where the shadow models train (:mod:`miaudit.compute.executors`; in an audit,
+            the references' executor). Default: in this process.
         progress : callable, optional
             ``progress(done, n_shadow, info)`` after each shadow model; ``info`` has
             ``shadow``, ``cached``, ``train_accuracy``, ``test_accuracy``, ``seconds``.
@@ -475,6 +479,7 @@ class ShadowModelAttack(BaseEstimator):
                 indices,
                 recipe=evidence.recipe,
                 cache=evidence.cache,
+                executor=evidence.executor,
                 progress=None if step is None else lambda d, t, i: step("shadow models", d, t, i),
             )
             self.shadow_data_info_ = info
@@ -532,6 +537,7 @@ class ShadowModelAttack(BaseEstimator):
             cache=cache,
             training_sets=[inside for inside, _ in splits],
             seeds=[int(s) for s in seeds],
+            executor=executor,
         )
 
         def report(done: int, total: int, info: dict) -> None:

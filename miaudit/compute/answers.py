@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from miaudit.atomic import atomic_write
 from miaudit.compute.queries import QuerySet
 from miaudit.signals.observations import OBSERVATION_DTYPE
 
-__all__ = ["AnswerCache", "answer_key"]
+__all__ = ["AnswerCache", "AnswerTask", "answer_key", "run_answer_task"]
 
 
 def answer_key(model_key: str, records: np.ndarray, queries: QuerySet, defenses: str) -> str:
@@ -106,3 +107,49 @@ class AnswerCache:
                 )
 
         atomic_write(path, write)
+
+
+@dataclass(frozen=True)
+class AnswerTask:
+    """Cached models to query on ``records`` under ``views``, for a remote executor: the
+    worker loads each model from the shared model cache, wraps it in ``answer_as`` (a
+    :class:`~miaudit.targets.defenses.DefenseChain`, or None), answers, and stores the
+    answers in the answer cache under ``answer_keys``; the pool reads them back."""
+
+    models: tuple[int, ...]
+    model_keys: tuple[str, ...]
+    answer_keys: tuple[str, ...]
+    records: np.ndarray
+    views: QuerySet
+    answer_as: Any = None
+
+
+def run_answer_task(recipe: Any, dataset: Any, task: AnswerTask, cache_root: str) -> tuple:
+    """A worker's job for an :class:`AnswerTask`; returns the answer keys it stored."""
+    from miaudit.compute.cache import ModelCache
+    from miaudit.compute.pool import observe_models
+    from miaudit.errors import InvalidAuditInput
+    from miaudit.models.recipes import trusted_types_of
+
+    cache = ModelCache(cache_root)
+    models = []
+    for k, key in zip(task.models, task.model_keys, strict=True):
+        found = cache.get(key, trusted_types=trusted_types_of(recipe))
+        if found is None:
+            raise InvalidAuditInput(
+                f"answering: model {k} is not in the model cache at {cache_root} (is it a "
+                "path the workers share?)"
+            )
+        model = found.trained.model
+        models.append(model if task.answer_as is None else task.answer_as(model))
+    answers = observe_models(models, dataset, task.records, queries=task.views)
+    store = AnswerCache(cache_root)
+    for i, key in enumerate(task.answer_keys):
+        store.put(
+            key,
+            task.records,
+            answers.scaled_logit[i],
+            answers.log_confidence[i],
+            answers.correct[i],
+        )
+    return task.answer_keys

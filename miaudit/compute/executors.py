@@ -1,7 +1,9 @@
-"""Where a pool's models train: in this process, in a local process pool, or on Ray.
+"""Where a pool's models train and answer: in this process, in a local process pool, or on Ray.
 
 A :class:`~miaudit.compute.pool.ReferencePool` hands its executor :class:`TrainTask`\\ s
-(one model, or one batched-ensemble group) and receives the trained models as they finish.
+(one model, or one batched-ensemble group) and receives the trained models as they finish;
+a remote executor also answers queries (:class:`~miaudit.compute.answers.AnswerTask`: the
+workers load the models from the shared cache and store their answers in the answer cache).
 Every executor runs the same code, :func:`run_task`, which trains exactly as the pool
 itself would (``recipe.train`` or the batched ensemble, same seeds, same records), so a
 model is the same whichever executor trained it.
@@ -153,12 +155,15 @@ def _init_process_worker(folder: str, meta: dict, threads: int) -> None:
     _WORKER["dataset"] = _rebuilt(meta, x, np.load(Path(folder) / "y.npy"))
 
 
-def _train_and_store(
-    recipe: Any, dataset: Dataset, task: TrainTask, cache_root: str
-) -> tuple[str, ...]:
-    """A worker's job: train ``task``, store each model in the shared cache, return keys."""
+def _train_and_store(recipe: Any, dataset: Dataset, task: Any, cache_root: str) -> tuple[str, ...]:
+    """A worker's job: train ``task``, store each model in the shared cache, return keys;
+    or, for an :class:`~miaudit.compute.answers.AnswerTask`, answer with cached models and
+    store the answers."""
+    from miaudit.compute.answers import AnswerTask, run_answer_task
     from miaudit.compute.cache import ModelCache
 
+    if isinstance(task, AnswerTask):
+        return run_answer_task(recipe, dataset, task, cache_root)
     cache = ModelCache(cache_root)
     for key, trained in zip(task.keys, run_task(recipe, dataset, task), strict=True):
         cache.put(key, trained, recipe, dataset)
@@ -307,7 +312,7 @@ class RayExecutor:
                 except ray.exceptions.RayError as error:
                     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
                     raise InvalidAuditInput(
-                        f"ray executor: a training task failed after {self.retries} retries "
+                        f"ray executor: a task failed after {self.retries} retries "
                         f"({type(error).__name__}: {first}); finished models are in the "
                         "model cache, so a rerun resumes"
                     ) from None

@@ -894,6 +894,8 @@ class ReferencePool:
         With a model cache, each model's answers are cached beside it
         (:mod:`miaudit.compute.answers`, keyed by model, records, views and defenses): a
         second audit of the same records with the same pool queries no reference model.
+        With a remote executor (process pool, Ray) and a model cache, the workers answer,
+        each with a share of the models, and return the answers through that cache.
         ``answers_from_cache`` counts the models read back by the last call.
 
         Returns
@@ -925,7 +927,18 @@ class ReferencePool:
                     missing.append(k)
                 else:
                     phi[k], log_p[k], correct[k] = entry
-        if missing:
+        if missing and store is not None and self.executor.remote:
+            self._answer_remotely(missing, keys, records, views, answer_as, store)
+            for k in missing:
+                entry = store.get(keys[k], records, len(views))
+                if entry is None:
+                    raise InvalidAuditInput(
+                        f"{self.executor.name} executor: the answers of model {k} are missing "
+                        f"from the cache at {self.cache.root} after answering (is it a path "
+                        "the workers share?)"
+                    )
+                phi[k], log_p[k], correct[k] = entry
+        elif missing:
             _answer_into(
                 [answerers[k] for k in missing],
                 missing,
@@ -941,6 +954,27 @@ class ReferencePool:
                     store.put(keys[k], records, phi[k], log_p[k], correct[k])
         self.answers_from_cache = len(models) - len(missing)
         return Observations(records, phi, log_p, self._record_inclusion(records), correct)
+
+    def _answer_remotely(self, missing, keys, records, views, answer_as, store) -> None:
+        """Have the executor's workers answer with models ``missing`` (cached), in about
+        one task per worker, each storing its answers in the answer cache."""
+        from miaudit.compute.answers import AnswerTask
+
+        workers = max(1, int(getattr(self.executor, "workers", 1)))
+        per_task = -(-len(missing) // workers)
+        tasks = [
+            AnswerTask(
+                models=tuple(group),
+                model_keys=tuple(self.model_key(k) for k in group),
+                answer_keys=tuple(keys[k] for k in group),
+                records=records,
+                views=views,
+                answer_as=answer_as,
+            )
+            for group in (missing[i : i + per_task] for i in range(0, len(missing), per_task))
+        ]
+        for _ in self.executor.run(self.recipe, self.dataset, tasks, self.cache):
+            pass
 
     def _spill_dir(self, shape: tuple[int, int, int]):
         """Where :meth:`observe` maps answers larger than ``memory_map_above`` bytes from

@@ -66,6 +66,9 @@ class Evidence:
         How to train "one more model like the target" (shadow models).
     cache : ModelCache or None
         Where attacker-trained models are kept.
+    executor : executor or None
+        Where attacker-trained models (shadow models) train: the references' executor
+        (:mod:`miaudit.compute.executors`); None trains in this process.
     is_member : (n,) bool or None
         The known membership; only attacks whose requirements declare ``membership`` see
         it (:meth:`for_attack`).
@@ -85,6 +88,7 @@ class Evidence:
     references: ReferenceEvidence | None = None
     recipe: Any = None
     cache: Any = None
+    executor: Any = None
     is_member: np.ndarray | None = None
     seed: int = 0
     on_step: StepCallback | None = None

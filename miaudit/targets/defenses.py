@@ -17,6 +17,8 @@ and why label-only attacks are run against it (Choquette-Choo et al., ICML 2021)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from miaudit.errors import InvalidAuditInput
@@ -205,21 +207,31 @@ def output_defense(target: Target, name: str, **params) -> Target:
     return wrapped
 
 
-def same_defenses(target: Target):
-    """A function wrapping a model in ``target``'s output defenses (same order and
-    parameters), or None when ``target`` has none: reference models then answer the
-    attacker as the defended target does."""
-    chain = defenses_of(target)
-    if not chain:
-        return None
-    from miaudit.targets.adapters import as_target
+@dataclass(frozen=True)
+class DefenseChain:
+    """Wraps a model in a chain of output defenses (``defenses_of``'s description, innermost
+    first). A plain, picklable value, so that a worker process can wrap the reference
+    models it queries exactly as the audit does; ``defenses`` is also what the answer
+    cache's key records."""
 
-    def wrap(model) -> Target:
-        wrapped = as_target(model, n_classes=target.n_classes)
-        for layer in chain:
+    defenses: tuple
+    n_classes: int
+
+    def __call__(self, model) -> Target:
+        from miaudit.targets.adapters import as_target
+
+        wrapped = as_target(model, n_classes=self.n_classes)
+        for layer in self.defenses:
             params = {k: v for k, v in layer.items() if k != "defense"}
             wrapped = output_defense(wrapped, layer["defense"], **params)
         return wrapped
 
-    wrap.defenses = chain  # what the wrapping is, for the answer cache's key
-    return wrap
+
+def same_defenses(target: Target) -> DefenseChain | None:
+    """What wraps a model in ``target``'s output defenses (same order and parameters), or
+    None when ``target`` has none: reference models then answer the attacker as the
+    defended target does."""
+    chain = defenses_of(target)
+    if not chain:
+        return None
+    return DefenseChain(tuple(chain), int(target.n_classes))
