@@ -97,7 +97,9 @@ def plan_audit(
     This is what lets a configuration error end the audit within seconds, before the
     target or any reference model is trained: unknown attacks and parameters, repeated
     labels, an access level below an attack's needs, attacks needing a recipe without one,
-    a population too small for RMIA or for references of the target's size.
+    a population too small for RMIA or for references of the target's size, settings an
+    attack cannot use on this data set (its ``check_dataset(dataset)``, e.g. shadow-data
+    synthesis options).
     """
     split.check_within(dataset.n_records)
     specs = build_attacks(attacks if attacks is not None else default_attacks(access))
@@ -111,6 +113,13 @@ def plan_audit(
         resolve_queries(references.queries, dataset, references.recipe)  # fails now
         design = plan_references(split, references)
         check_population(specs, design.sizes, split.population.size)
+    for spec in specs:  # attacks with data-dependent settings (shadow data synthesis)
+        check = getattr(spec.attack, "check_dataset", None)
+        if check is not None:
+            try:
+                check(dataset)
+            except ValueError as error:
+                raise InvalidAuditInput(f"attack {spec.label!r}: {error}") from None
     shadows = [s.label for s in specs if s.requirements.shadows and s.requirements.population]
     if shadows and split.population.size == 0:
         raise InvalidAuditInput(

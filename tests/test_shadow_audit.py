@@ -1,6 +1,7 @@
 """The shadow attack inside an audit: YAML entries, shadow-data options, report facts."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -121,3 +122,31 @@ def test_synthetic_shadow_data_reports_queries_and_records_per_class(tmp_path):
     assert set(info["records_per_class"]) == {str(c) for c in range(30)}
     assert info["records"] == sum(info["records_per_class"].values())
     assert result.attacks[0].auc > 0.5
+
+
+@pytest.mark.parametrize(
+    ("synthesis", "message"),
+    [
+        # digits' pixels are continuous: hill climbing needs binary or categorical features.
+        ({}, "feature_kind must be 'binary' or 'categorical'"),
+        ({"feature_kind": "binary", "k_max": 0}, r"k_max must be an int in \[1, n_features=64\]"),
+        ({"feature_kind": "binary", "steps": 5}, r"unknown option\(s\) \['steps'\]"),
+        ({"feature_kind": "binary", "records_per_class": 0}, "records_per_class"),
+    ],
+)
+def test_bad_synthesis_options_exit_2_before_any_model_trains(
+    tmp_path, monkeypatch, capsys, synthesis, message
+):
+    from miaudit.models import TorchRecipe
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a model was trained before the options were checked")
+
+    monkeypatch.setattr(TorchRecipe, "train", no_training)
+    attack = {"name": "shadow", "n_shadow": 2, "shadow_data": "synthetic", "synthesis": synthesis}
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path, [attack, "loss"])))
+    assert main(["--quiet", "audit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "shadow_synthetic" in err and re.search(message, err), err
+    assert not (tmp_path / "report").exists()

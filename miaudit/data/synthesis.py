@@ -39,6 +39,7 @@ __all__ = [
     "SynthesisReport",
     "SynthesisShortfallWarning",
     "SyntheticData",
+    "check_model_based_options",
     "synthesize_model_based",
     "synthesize_noisy",
     "synthesize_statistics",
@@ -278,6 +279,68 @@ def _warn_shortfall(report: SynthesisReport, what: str) -> None:
 # -------------------------------------------------------------------------- model-based
 
 
+def _check_search_options(
+    n_features: int,
+    problems: list[str],
+    *,
+    k_max: int | None,
+    k_min: int,
+    conf_min: float,
+    rej_max: int,
+    iter_max: int,
+    feature_kind: str,
+    categories: Any,
+    seed: int,
+    batch_size: int,
+    max_chains: int | None,
+) -> tuple[int | None, np.ndarray, np.ndarray]:
+    """The checks of :func:`synthesize_model_based`'s search options (no target needed);
+    returns ``k_max`` (its default filled in) and the features' value table."""
+    ok_features = _check_count("n_features", n_features, problems)
+    if k_max is None and ok_features:
+        k_max = max(1, n_features // 10)
+    if not is_int(k_max) or k_max < 1 or (ok_features and k_max > n_features):
+        problems.append(f"k_max must be an int in [1, n_features={n_features}], got {k_max!r}")
+    elif not is_int(k_min) or k_min < 1 or k_min > k_max:
+        problems.append(f"k_min must be an int in [1, k_max={k_max}], got {k_min!r}")
+    if not is_real(conf_min) or not 0 <= conf_min < 1:
+        problems.append(f"conf_min must be a number in [0, 1), got {conf_min!r}")
+    _check_count("rej_max", rej_max, problems, low=0)
+    _check_count("iter_max", iter_max, problems)
+    _check_count("batch_size", batch_size, problems)
+    if max_chains is not None:
+        _check_count("max_chains", max_chains, problems)
+    _check_seed(seed, problems)
+    values, counts = (
+        _value_table(n_features, feature_kind, categories, problems)
+        if ok_features
+        else (np.zeros((1, 1)), np.ones(1, dtype=np.int64))
+    )
+    return k_max, values, counts
+
+
+def check_model_based_options(n_features: int, options: dict, seed: int = 0) -> None:
+    """Raise, naming every problem, when ``options`` (keyword arguments of
+    :func:`synthesize_model_based` besides the target, classes and record count) cannot
+    run on records of ``n_features`` features: what lets an audit refuse them before any
+    model is trained."""
+    import inspect
+
+    # The search's own keyword options and defaults, read off its signature.
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(synthesize_model_based).parameters.items()
+        if param.kind is param.KEYWORD_ONLY and name not in ("seed", "progress")
+    }
+    problems: list[str] = []
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        problems.append(f"unknown option(s) {unknown}; known: {sorted(defaults)}")
+    settings = {**defaults, **{k: v for k, v in options.items() if k not in unknown}}
+    _check_search_options(n_features, problems, seed=seed, **settings)
+    raise_if_problems("model-based synthesis", problems)
+
+
 def synthesize_model_based(
     target: Target,
     n_features: int,
@@ -391,26 +454,20 @@ def synthesize_model_based(
             )
         if np.unique(classes).size != classes.size:
             problems.append(f"class_label names a class twice: {classes.tolist()}")
-    ok_features = _check_count("n_features", n_features, problems)
     _check_count("n_records", n_records, problems)
-    if k_max is None and ok_features:
-        k_max = max(1, n_features // 10)
-    if not is_int(k_max) or k_max < 1 or (ok_features and k_max > n_features):
-        problems.append(f"k_max must be an int in [1, n_features={n_features}], got {k_max!r}")
-    elif not is_int(k_min) or k_min < 1 or k_min > k_max:
-        problems.append(f"k_min must be an int in [1, k_max={k_max}], got {k_min!r}")
-    if not is_real(conf_min) or not 0 <= conf_min < 1:
-        problems.append(f"conf_min must be a number in [0, 1), got {conf_min!r}")
-    _check_count("rej_max", rej_max, problems, low=0)
-    _check_count("iter_max", iter_max, problems)
-    _check_count("batch_size", batch_size, problems)
-    if max_chains is not None:
-        _check_count("max_chains", max_chains, problems)
-    _check_seed(seed, problems)
-    values, counts = (
-        _value_table(n_features, feature_kind, categories, problems)
-        if ok_features
-        else (np.zeros((1, 1)), np.ones(1, dtype=np.int64))
+    k_max, values, counts = _check_search_options(
+        n_features,
+        problems,
+        k_max=k_max,
+        k_min=k_min,
+        conf_min=conf_min,
+        rej_max=rej_max,
+        iter_max=iter_max,
+        feature_kind=feature_kind,
+        categories=categories,
+        seed=seed,
+        batch_size=batch_size,
+        max_chains=max_chains,
     )
     raise_if_problems("synthesize_model_based", problems)
     require_access(target, AccessLevel.PROBABILITIES, "model-based synthesis")
