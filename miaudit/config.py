@@ -122,6 +122,7 @@ class HttpSection(_Section):
     request_key: str = Field(default="instances", min_length=1)
     response_key: str = Field(default="predictions", min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    memoize: StrictBool = True
 
     def options(self) -> dict:
         """Keyword arguments of :class:`~miaudit.targets.http.HttpPredictor`."""

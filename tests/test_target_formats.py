@@ -296,7 +296,7 @@ def test_http_client_errors_are_not_retried_and_rate_is_kept(trained):
         predictor = HttpPredictor(
             api.url, batch_size=10, max_requests_per_second=4, sleep=sleep, clock=lambda: now[0]
         )
-        out = predictor(np.zeros((35, 64), np.float32))
+        out = predictor(np.arange(35 * 64, dtype=np.float32).reshape(35, 64) / 2240)
     assert out.shape == (35, 10)
     assert api.requests == [10, 10, 10, 5]
     assert sleeps == pytest.approx([0.25, 0.25, 0.25])
@@ -324,3 +324,27 @@ def test_scikit_learn_model_exported_with_skl2onnx(tmp_path):
     target = OnnxTarget(tmp_path / "lr.onnx", n_classes=10)
     assert target.access == AccessLevel.PROBABILITIES
     np.testing.assert_allclose(target.predict_proba(data.x), model.predict_proba(data.x), atol=1e-5)
+
+
+def test_http_answers_a_record_asked_again_from_memory(trained):
+    """The same record costs the budget once; its answer comes back unchanged, in the
+    order asked; without memoize every record is sent again."""
+    from miaudit.targets.http import HttpPredictor
+
+    x = trained["data"].x[:40].astype(np.float32)
+    with _Api(trained["model"]) as api:
+        predictor = HttpPredictor(api.url, batch_size=16, query_budget=60)
+        first = predictor(x[:30])
+        again = predictor(np.concatenate([x[20:40], x[:5], x[20:25]]))  # 10 new, 20 known
+        assert sum(api.requests) == 40 == predictor.queries_used
+        assert predictor.answered_from_memory == 20
+        np.testing.assert_array_equal(again[:10], first[20:30])
+        np.testing.assert_array_equal(again[20:25], first[:5])
+        np.testing.assert_array_equal(again[25:], first[20:25])
+        assert predictor.describe()["answered_from_memory"] == 20
+        plain = HttpPredictor(api.url, batch_size=16, memoize=False)
+        plain(x[:10])
+        plain(x[:10])
+        assert plain.queries_used == 20 and plain.answered_from_memory == 0
+    with pytest.raises(InvalidAuditInput, match="memoize"):
+        HttpPredictor(api.url, memoize="yes")
