@@ -22,6 +22,7 @@ from pydantic import (
 
 from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.settings import EvaluationSettings
+from miaudit.signals.observations import MEMORY_MAP_ABOVE_MB
 from miaudit.validation import check_readable_file
 
 #: Multiples of the recipe's epoch count that ``references.calibrate: true`` tries.
@@ -232,6 +233,11 @@ class ReferencesSection(_Section):
     workers: StrictInt = Field(default=2, ge=1)
     ray_address: str | None = None
     threads_per_worker: StrictInt | None = Field(default=None, ge=1)
+    #: MiB of reference answers above which they are mapped from the cache's disk; null
+    #: never maps.
+    memory_map_above_mb: float | None = Field(
+        default=MEMORY_MAP_ABOVE_MB, ge=0, allow_inf_nan=False
+    )
 
     def setup(self, recipe: Any):
         """The :class:`~miaudit.references.ReferenceSetup` this section describes, with
@@ -251,6 +257,7 @@ class ReferencesSection(_Section):
             workers=self.workers,
             ray_address=self.ray_address,
             threads_per_worker=self.threads_per_worker,
+            memory_map_above_mb=self.memory_map_above_mb,
         )
 
     def calibrate_epochs(self, recipe: Any) -> list[int]:

@@ -35,9 +35,9 @@ from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.recipe_match import RecipeMatch, measure_recipe_match
-from miaudit.signals.observations import Observations
+from miaudit.signals.observations import MEMORY_MAP_ABOVE_MB, Observations
 from miaudit.targets.adapters import AccessLevel, Target
-from miaudit.validation import is_int
+from miaudit.validation import is_int, is_real
 
 #: Population records RMIA compares each audited record with, at most (a random subset).
 DEFAULT_POPULATION_SIZE = 10_000
@@ -89,6 +89,9 @@ class ReferenceSetup:
     ray_address : str or None
     threads_per_worker : int or None
         Torch threads of each worker (default: the cores divided among the workers).
+    memory_map_above_mb : float or None
+        The references' answers larger than this many MiB are kept in a memory-mapped file
+        on the model cache's disk instead of in memory (default 512); None never maps.
     """
 
     recipe: Any
@@ -103,6 +106,7 @@ class ReferenceSetup:
     workers: int = 2
     ray_address: str | None = None
     threads_per_worker: int | None = None
+    memory_map_above_mb: float | None = MEMORY_MAP_ABOVE_MB
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,8 +142,17 @@ class ReferenceSetup:
             problems.append(
                 f"threads_per_worker must be a positive int, got {self.threads_per_worker!r}"
             )
+        mapped = self.memory_map_above_mb
+        if mapped is not None and (not is_real(mapped) or mapped < 0):
+            problems.append(f"memory_map_above_mb must be a number >= 0 or None, got {mapped!r}")
         raise_if_problems("references", problems)
         object.__setattr__(self, "calibrate", tuple(sorted({int(e) for e in epochs})))
+
+    @property
+    def memory_map_above(self) -> int | None:
+        """:attr:`memory_map_above_mb` in bytes, as :class:`ReferencePool` takes it."""
+        mb = self.memory_map_above_mb
+        return None if mb is None else int(mb * (1 << 20))
 
     def make_executor(self):
         """The executor the references (and shadow models) train on."""
@@ -484,6 +497,7 @@ def calibrate_epochs(
             balanced=audited,
             train_size=design.train_size,
             executor=setup.make_executor(),
+            memory_map_above=setup.memory_map_above,
         )
         pool.train(progress=progress)
         refs = pool.observe(audited, queries=QuerySet.none(), answer_as=answer_as)
@@ -562,6 +576,7 @@ def gather_reference_evidence(
         balanced=audited,
         train_size=design.train_size,
         executor=setup.make_executor(),
+        memory_map_above=setup.memory_map_above,
     )
     pool.train(progress=progress)
 

@@ -101,3 +101,54 @@ def test_memory_held_by_observe_and_lira_does_not_grow_with_the_models(images, c
     held = _pool(images, cache, 16, memory_map_above=None)
     in_memory = _traced_peak(lambda: LiRA().fit(held.observe(records, queries=views)))
     assert in_memory - peaks[16] > 0.9 * answer_bytes[16], (in_memory, peaks)
+
+
+def test_the_audit_maps_answers_above_the_configured_size(tmp_path, monkeypatch):
+    """``references.memory_map_above_mb`` reaches the audit's pools: 0 maps every pool's
+    answers (and LiRA still runs on them), the default of 512 MiB maps none of these."""
+    from miaudit.audit import run_audit
+    from miaudit.compute import pool as pool_module
+    from miaudit.config import parse_config
+    from miaudit.data import load_dataset
+    from miaudit.data.split import make_split
+    from miaudit.errors import InvalidAuditInput
+    from miaudit.references import ReferenceSetup
+    from miaudit.targets import TorchTarget
+
+    seen = []
+    original = pool_module._answer_arrays
+
+    def recording(shape, spill_dir):
+        seen.append(spill_dir is not None)
+        return original(shape, spill_dir)
+
+    monkeypatch.setattr(pool_module, "_answer_arrays", recording)
+    data = load_dataset("digits")
+    split = make_split(data.n_records, n_members=200, n_nonmembers=200, seed=0, labels=data.y)
+    recipe = memorising_recipe(epochs=40, hidden=(64,))
+    target = TorchTarget(recipe.train(data, split.members, seed=0).model, n_classes=10)
+    aucs = []
+    for mapped, expected in ((0, True), (None, False)):
+        seen.clear()
+        setup = ReferenceSetup(
+            recipe=recipe, cache_dir=tmp_path / "cache", memory_map_above_mb=mapped
+        )
+        result = run_audit(
+            target, data, split, attacks=[{"name": "lira", "num_references": 2}], references=setup
+        )
+        assert seen and all(m == expected for m in seen), (mapped, seen)
+        aucs.append(result.attacks[0].auc)
+    assert aucs[0] == aucs[1] > 0.55  # the same audit, mapped or held
+    assert ReferenceSetup(recipe=recipe, memory_map_above_mb=0.25).memory_map_above == 1 << 18
+    assert ReferenceSetup(recipe=recipe).memory_map_above == 512 << 20
+    with pytest.raises(InvalidAuditInput, match="memory_map_above_mb"):
+        ReferenceSetup(recipe=recipe, memory_map_above_mb=-1)
+    with pytest.raises(InvalidAuditInput, match="memory_map_above_mb"):
+        parse_config(
+            {
+                "dataset": "digits",
+                "split": {"members": 10, "nonmembers": 10},
+                "target": {"recipe": {"architecture": "mlp"}},
+                "references": {"memory_map_above_mb": -2},
+            }
+        )

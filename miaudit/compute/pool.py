@@ -87,7 +87,7 @@ from miaudit.errors import InvalidAuditInput, NotFittedError, raise_if_problems
 from miaudit.models.architectures import build_model
 from miaudit.models.recipes import Recipe, TrainedModel, check_indices, trusted_types_of
 from miaudit.models.training import _EVAL_BATCH, predict_logits, resolve_device
-from miaudit.signals.observations import OBSERVATION_DTYPE, Observations
+from miaudit.signals.observations import MEMORY_MAP_ABOVE_MB, OBSERVATION_DTYPE, Observations
 from miaudit.signals.table import scaled_logit_and_log_confidence
 from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, require_access
 from miaudit.validation import is_int, is_real
@@ -122,9 +122,8 @@ _ENSEMBLE_WORK = 8 * 10**10
 # Floats per chunk of augmented records in observe (a chunk of views is 128 MB).
 _OBSERVE_BUDGET = 1 << 25
 
-#: Bytes of answers above which :meth:`ReferencePool.observe` maps them from disk (the
-#: answers of 64 models on 60,000 records under 18 views take 553 MB).
-MEMORY_MAP_ABOVE = 1 << 29
+#: Bytes of answers above which :meth:`ReferencePool.observe` maps them from disk.
+MEMORY_MAP_ABOVE = MEMORY_MAP_ABOVE_MB << 20
 
 #: ``progress(done, total, info)`` after each model is loaded or trained; ``info`` holds
 #: ``model``, ``from_cache``, ``seconds``, ``train_accuracy``, ``test_accuracy``, ``seed``,
