@@ -127,20 +127,19 @@ class AnswerTask:
 def run_answer_task(recipe: Any, dataset: Any, task: AnswerTask, cache_root: str) -> tuple:
     """A worker's job for an :class:`AnswerTask`; returns the answer keys it stored."""
     from miaudit.compute.cache import ModelCache
-    from miaudit.compute.pool import observe_models
+    from miaudit.compute.pool import load_cached_model, observe_models
     from miaudit.errors import InvalidAuditInput
-    from miaudit.models.recipes import trusted_types_of
 
     cache = ModelCache(cache_root)
     models = []
     for k, key in zip(task.models, task.model_keys, strict=True):
-        found = cache.get(key, trusted_types=trusted_types_of(recipe))
-        if found is None:
+        trained = load_cached_model(cache, key, recipe)
+        if trained is None:
             raise InvalidAuditInput(
                 f"answering: model {k} is not in the model cache at {cache_root} (is it a "
                 "path the workers share?)"
             )
-        model = found.trained.model
+        model = trained.model
         models.append(model if task.answer_as is None else task.answer_as(model))
     answers = observe_models(models, dataset, task.records, queries=task.views)
     store = AnswerCache(cache_root)

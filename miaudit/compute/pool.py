@@ -360,6 +360,20 @@ def _answer_arrays(shape: tuple[int, int, int], spill_dir: Any) -> tuple[np.ndar
     return block[0], block[1]
 
 
+def load_cached_model(cache: ModelCache, key: str, recipe: Any) -> TrainedModel | None:
+    """Model ``key`` from ``cache`` on ``recipe``'s device, or None. What a cached model may
+    hold is the recipe's decision, never the cache's. Used by the pool and by the workers
+    that answer queries with cached models."""
+    found = cache.get(key, trusted_types=trusted_types_of(recipe))
+    if found is None:
+        return None
+    trained = found.trained
+    device = getattr(getattr(recipe, "training", None), "device", None)
+    if device is not None and isinstance(trained.model, nn.Module):
+        trained.model.to(resolve_device(device))
+    return trained
+
+
 # --------------------------------------------------------------------------- pool
 
 
@@ -787,16 +801,7 @@ class ReferencePool:
         return n_trained
 
     def _load(self, cache: ModelCache, key: str) -> TrainedModel | None:
-        """Model ``key`` from ``cache`` on the recipe's device, or None. What a cached model
-        may hold is the recipe's decision, never the cache's."""
-        found = cache.get(key, trusted_types=trusted_types_of(self.recipe))
-        if found is None:
-            return None
-        trained = found.trained
-        device = getattr(getattr(self.recipe, "training", None), "device", None)
-        if device is not None and isinstance(trained.model, nn.Module):
-            trained.model.to(resolve_device(device))
-        return trained
+        return load_cached_model(cache, key, self.recipe)
 
     def _task(self, group: list[int], keys: dict[int, str | None]):
         """What an executor needs to train ``group`` (one model, or an ensemble group):
@@ -917,26 +922,30 @@ class ReferencePool:
         self.answers_from_cache = 0
         store = None if self.cache is None or tag is None else AnswerCache(self.cache.root)
         missing = list(range(len(models)))
-        if store is not None:
-            keys = [answer_key(self.model_key(k), records, views, tag) for k in missing]
-            missing = []
-            for k, key in enumerate(keys):  # one model's entry in memory at a time
-                entry = store.get(key, records, len(views))
-                if entry is None:
-                    missing.append(k)
-                else:
-                    phi[k], log_p[k], correct[k] = entry
-        if missing and store is not None and self.executor.remote:
-            self._answer_remotely(missing, keys, records, views, answer_as, store)
-            for k in missing:
+
+        def fill_from_store(ks: list[int]) -> list[int]:
+            """Copy the cached answers of models ``ks`` in, one model's entry in memory at
+            a time; return the models the answer cache lacks."""
+            lacking = []
+            for k in ks:
                 entry = store.get(keys[k], records, len(views))
                 if entry is None:
-                    raise InvalidAuditInput(
-                        f"{self.executor.name} executor: the answers of model {k} are missing "
-                        f"from the cache at {self.cache.root} after answering (is it a path "
-                        "the workers share?)"
-                    )
-                phi[k], log_p[k], correct[k] = entry
+                    lacking.append(k)
+                else:
+                    phi[k], log_p[k], correct[k] = entry
+            return lacking
+
+        if store is not None:
+            keys = [answer_key(self.model_key(k), records, views, tag) for k in missing]
+            missing = fill_from_store(missing)
+        if missing and store is not None and self.executor.remote:
+            self._answer_remotely(missing, keys, records, views, answer_as)
+            if lost := fill_from_store(missing):
+                raise InvalidAuditInput(
+                    f"{self.executor.name} executor: the answers of model {lost[0]} are "
+                    f"missing from the cache at {self.cache.root} after answering (is it a "
+                    "path the workers share?)"
+                )
         elif missing:
             _answer_into(
                 [answerers[k] for k in missing],
@@ -954,7 +963,7 @@ class ReferencePool:
         self.answers_from_cache = len(models) - len(missing)
         return Observations(records, phi, log_p, self._record_inclusion(records), correct)
 
-    def _answer_remotely(self, missing, keys, records, views, answer_as, store) -> None:
+    def _answer_remotely(self, missing, keys, records, views, answer_as) -> None:
         """Have the executor's workers answer with models ``missing`` (cached), in about
         one task per worker, each storing its answers in the answer cache."""
         from miaudit.compute.answers import AnswerTask
