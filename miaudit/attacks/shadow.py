@@ -38,7 +38,7 @@ from miaudit.attacks.classifier import (
     features_from_signals,
 )
 from miaudit.attacks.protocol import Requirements
-from miaudit.attacks.shadow_data import SHADOW_DATA, shadow_training_data
+from miaudit.attacks.shadow_data import SHADOW_DATA, check_shadow_source, shadow_training_data
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.signals.evidence import Evidence
@@ -328,31 +328,12 @@ class ShadowModelAttack(BaseEstimator):
     def check_dataset(self, dataset: Dataset) -> None:
         """Raise, before any model is trained, when the shadow data cannot be made from
         ``dataset``: a non-real source on images, or model-based synthesis options that
-        the search would refuse (the same checks, :func:`~miaudit.data.synthesis.
-        check_model_based_options`)."""
-        if self.shadow_data == "real":
-            return
-        if dataset.is_image:
-            raise InvalidAuditInput(
-                f"ShadowModelAttack: shadow_data={self.shadow_data!r} works on tabular "
-                f"records; {dataset.name!r} holds images"
-            )
-        if self.shadow_data == "synthetic":
-            from miaudit.data.synthesis import check_model_based_options
-
-            options = dict(self.synthesis or {})
-            per_class = options.pop("records_per_class", 1)
-            if not is_int(per_class) or per_class < 1:
-                raise InvalidAuditInput(
-                    f"ShadowModelAttack: synthesis.records_per_class must be a positive int, "
-                    f"got {per_class!r}"
-                )
-            binary = bool(np.isin(dataset.x, (0.0, 1.0)).all())
-            options.setdefault("feature_kind", "binary" if binary else "continuous")
-            try:
-                check_model_based_options(dataset.x.shape[1], options, seed=int(self.seed))
-            except InvalidAuditInput as error:
-                raise InvalidAuditInput(f"ShadowModelAttack synthesis options: {error}") from None
+        the search would refuse (:func:`~miaudit.attacks.shadow_data.check_shadow_source`,
+        the checks of :func:`~miaudit.attacks.shadow_data.shadow_training_data`)."""
+        try:
+            check_shadow_source(self.shadow_data, dataset, self.synthesis, int(self.seed))
+        except InvalidAuditInput as error:
+            raise InvalidAuditInput(f"ShadowModelAttack: {error}") from None
 
     def default_label(self) -> str:
         return f"shadow_{self.shadow_data}"

@@ -42,14 +42,11 @@ def shadow_training_data(
                 "the shadow attack on real data needs population records (split.population)"
             )
         return dataset, population, {"shadow_data": "real", "records": int(population.size)}
-    if dataset.is_image:
-        raise InvalidAuditInput(
-            f"shadow_data={source!r} works on tabular records; {dataset.name!r} holds images"
-        )
+    _require_tabular(source, dataset)
     from miaudit.data import synthesis as syn
 
     x_pop = dataset.x[population]
-    binary = bool(np.isin(dataset.x, (0.0, 1.0)).all())
+    binary = _is_binary(dataset)
     if source == "noisy":
         made = syn.synthesize_noisy(
             x_pop,
@@ -63,17 +60,15 @@ def shadow_training_data(
             population.size, records=x_pop, labels=dataset.y[population], seed=seed
         )
     else:
-        options = dict(synthesis or {})
-        per_class = int(
-            options.pop("records_per_class", max(1, population.size // dataset.n_classes))
+        per_class, options = _synthesis_options(
+            dataset, synthesis, max(1, population.size // dataset.n_classes)
         )
         try:
             made = syn.synthesize_model_based(
                 target,
                 dataset.x.shape[1],
                 list(range(dataset.n_classes)),
-                per_class,
-                feature_kind=options.pop("feature_kind", "binary" if binary else "continuous"),
+                int(per_class),
                 seed=seed,
                 progress=progress,
                 **options,
@@ -88,3 +83,46 @@ def shadow_training_data(
     info["target_queries"] = int(report.n_queries)
     info["records_per_class"] = {str(c): int(n) for c, n in report.produced_per_class.items()}
     return shadow_set, np.arange(shadow_set.n_records), info
+
+
+def check_shadow_source(
+    source: str, dataset: Dataset, synthesis: dict[str, Any] | None, seed: int
+) -> None:
+    """Raise, before any model is trained, when shadow data of ``source`` cannot be made
+    from ``dataset``: what :func:`shadow_training_data` would refuse later (a non-real
+    source on images, model-based search options the search rejects)."""
+    if source == "real":
+        return
+    _require_tabular(source, dataset)
+    if source == "synthetic":
+        from miaudit.data.synthesis import check_model_based_options
+        from miaudit.validation import is_int
+
+        per_class, options = _synthesis_options(dataset, synthesis, 1)
+        if not is_int(per_class) or per_class < 1:
+            raise InvalidAuditInput(
+                f"synthesis.records_per_class must be a positive int, got {per_class!r}"
+            )
+        check_model_based_options(dataset.x.shape[1], options, seed=seed)
+
+
+def _require_tabular(source: str, dataset: Dataset) -> None:
+    if dataset.is_image:
+        raise InvalidAuditInput(
+            f"shadow_data={source!r} works on tabular records; {dataset.name!r} holds images"
+        )
+
+
+def _is_binary(dataset: Dataset) -> bool:
+    return bool(np.isin(dataset.x, (0.0, 1.0)).all())
+
+
+def _synthesis_options(
+    dataset: Dataset, synthesis: dict[str, Any] | None, default_per_class: int
+) -> tuple[Any, dict[str, Any]]:
+    """``records_per_class`` and the model-based search's options, ``feature_kind``
+    defaulting to what the data set's features are."""
+    options = dict(synthesis or {})
+    per_class = options.pop("records_per_class", default_per_class)
+    options.setdefault("feature_kind", "binary" if _is_binary(dataset) else "continuous")
+    return per_class, options
