@@ -194,12 +194,11 @@ def train_ensemble(
         )
         generators.append(torch.Generator(device=device).manual_seed(train_seed))
 
+    # ``buffers``: BatchNorm's running statistics, stacked (new tensors) one row per member;
+    # vmap updates each member's row in place, as its own forward pass in training mode would.
     stacked, buffers = stack_module_state(models)
     names = list(stacked)
     holder = nn.ParameterList([nn.Parameter(stacked[name].detach().clone()) for name in names])
-    # BatchNorm's running statistics, one row per member: vmap updates each member's row
-    # in place, as its own forward pass in training mode would.
-    buffers = {name: value.detach().clone() for name, value in buffers.items()}
     optimizer = _make_optimizer(holder, config)
     skeleton = copy.deepcopy(models[0]).to("meta")
     skeleton.train()
