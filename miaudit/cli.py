@@ -38,11 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("config", type=Path, help="YAML audit file")
     audit.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     audit.add_argument("--data-dir", type=Path, help="folder holding the data sets")
-    audit.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow loading a model file that needs pickle (only for files you created)",
-    )
+    _trust_flags(audit)
     audit.add_argument(
         "--per-record-csv",
         type=Path,
@@ -61,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", type=Path, help="YAML audit file with a 'sweep:' list")
     sweep.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     sweep.add_argument("--data-dir", type=Path, help="folder holding the data sets")
-    sweep.add_argument("--trust-pickle", action="store_true", help="as for audit")
+    _trust_flags(sweep)
 
     unlearn = sub.add_parser(
         "unlearn", help="run the deletion study of a YAML file's 'unlearning:' section"
@@ -82,14 +78,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _trust_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags by which a user says what may run: model files that are programs, and the
+    Python code an audit file names. Audit files travel, so neither is ever implied."""
+    parser.add_argument(
+        "--trust-model-code",
+        "--trust-pickle",
+        dest="trust_pickle",
+        action="store_true",
+        help="allow model files that are programs (TorchScript, torch.export, pickle): "
+        "loading them can run code, so only for files whose author you trust",
+    )
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow running the Python training code the audit file names (python: recipes, "
+        "estimators by import path); only for files whose author you trust",
+    )
+
+
 def _styled(prefix: str, style: str, text: str):
     """``prefix`` in ``style``, then ``text`` verbatim: user text never goes through rich's
     markup parser (an attack named ``[/bogus]`` must print as written, not crash)."""
     from rich.text import Text
 
+    from miaudit.report.inert import terminal_text
+
     line = Text(prefix, style=style)
-    line.append(text)
+    line.append(terminal_text(text))  # and never drives the terminal (ESC sequences)
     return line
+
+
+def _inert(text: str):
+    """User text as a rich ``Text``: never markup, never a terminal control sequence."""
+    from rich.text import Text
+
+    from miaudit.report.inert import terminal_text
+
+    return Text(terminal_text(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,15 +178,14 @@ def _config_and_out(args: argparse.Namespace, load=None):
 
 def _print_table(console, title: str, rows: list[list[str]], paths: dict) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     table = Table(title=title, title_justify="left")
     for column in rows[0]:
         table.add_column(column, overflow="fold")
     for row in rows[1:]:
-        table.add_row(*(Text(cell) for cell in row))  # user labels are never markup
+        table.add_row(*(_inert(cell) for cell in row))  # user labels are never markup
     console.print(table)
-    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+    console.print(_inert("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
 
 
 def _run_audit_file(args: argparse.Namespace, console) -> int:
@@ -197,7 +222,6 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
 
 
 def _run_sweep_file(args: argparse.Namespace, console) -> int:
-    from rich.text import Text
 
     from miaudit.sweep import plan_sweep, run_sweep, sweep_table
 
@@ -209,7 +233,7 @@ def _run_sweep_file(args: argparse.Namespace, console) -> int:
             config,
             data_dir=args.data_dir,
             trust_pickle=args.trust_pickle,
-            on_stage=lambda message: console.log(Text(message)),
+            on_stage=lambda message: console.log(_inert(message)),
         )
     from miaudit.report.sweep_report import write_sweep_report
 
@@ -219,7 +243,6 @@ def _run_sweep_file(args: argparse.Namespace, console) -> int:
 
 
 def _run_unlearn_file(args: argparse.Namespace, console) -> int:
-    from rich.text import Text
 
     from miaudit.unlearn_study import run_unlearning, unlearning_table
 
@@ -229,7 +252,7 @@ def _run_unlearn_file(args: argparse.Namespace, console) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_unlearning(
-            config, data_dir=args.data_dir, on_stage=lambda m: console.log(Text(m))
+            config, data_dir=args.data_dir, on_stage=lambda m: console.log(_inert(m))
         )
     from miaudit.report.unlearning_report import write_unlearning_report
 
@@ -246,7 +269,6 @@ def _progress(console):
 
 
 def _run_experiment_file(args: argparse.Namespace, console) -> int:
-    from rich.text import Text
 
     from miaudit.config import load_experiment_config
     from miaudit.experiment_run import experiment_table, run_experiment, write_experiment
@@ -258,7 +280,7 @@ def _run_experiment_file(args: argparse.Namespace, console) -> int:
         run = run_experiment(
             config,
             data_dir=args.data_dir,
-            on_stage=lambda m: console.log(Text(m)),
+            on_stage=lambda m: console.log(_inert(m)),
             on_reference=progress.models,
         )
     paths = write_experiment(run, out)
@@ -276,7 +298,6 @@ def _execute(
     per_record_csv=None,
     tracking=None,
 ) -> int:
-    from rich.text import Text
 
     from miaudit.evaluation import LowFprResolutionWarning, SmallSliceWarning
     from miaudit.pipeline import run_config
@@ -284,7 +305,7 @@ def _execute(
     progress = _progress(console)
 
     def on_stage(message: str) -> None:
-        console.log(Text(message))  # user text (attack labels) is never markup
+        console.log(_inert(message))  # user text (attack labels) is never markup
 
     with warnings.catch_warnings(record=True) as caught, progress:
         warnings.simplefilter("always")
@@ -315,7 +336,7 @@ def _execute(
         run_id = log_to_mlflow(
             report, paths, tracking_uri=tracking.uri, experiment=tracking.experiment
         )
-        console.log(Text(f"logged to MLflow: experiment {tracking.experiment!r}, run {run_id}"))
+        console.log(_inert(f"logged to MLflow: experiment {tracking.experiment!r}, run {run_id}"))
     print_summary(result, console=console)
     # Evaluation caveats are already in the summary (merged across attacks); print the
     # other warnings raised during the run (e.g. by training) once each.
@@ -323,7 +344,7 @@ def _execute(
     shown = {str(w.message) for w in caught if not issubclass(w.category, in_summary)}
     for message in sorted(shown - set(result.warnings)):
         console.print(_styled("warning: ", "yellow", message), highlight=False)
-    console.print(Text("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+    console.print(_inert("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
     return EXIT_OK
 
 

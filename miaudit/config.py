@@ -124,6 +124,9 @@ class HttpSection(_Section):
     response_key: str = Field(default="predictions", min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
     memoize: StrictBool = True
+    #: Most seconds one request may take in all, and most bytes read from one answer.
+    deadline_s: float = Field(default=90.0, gt=0, allow_inf_nan=False)
+    max_response_bytes: StrictInt = Field(default=64 << 20, ge=1)
 
     def options(self) -> dict:
         """Keyword arguments of :class:`~miaudit.targets.http.HttpPredictor`."""

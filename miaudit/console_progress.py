@@ -15,6 +15,8 @@ import time
 
 from rich.text import Text
 
+from miaudit.report.inert import terminal_text
+
 __all__ = ["ProgressDisplay"]
 
 
@@ -69,7 +71,9 @@ class ProgressDisplay:
         if self._bars is not None:
             if key not in self._tasks:
                 self._tasks[key] = self._bars.add_task(label, total=total, unit=unit, detail="")
-            self._bars.update(self._tasks[key], completed=done, total=total, detail=detail)
+            self._bars.update(
+                self._tasks[key], completed=done, total=total, detail=terminal_text(detail)
+            )
             return
         # Plain lines: the first step, then each tenth of the way passed (the last included).
         tenth = done * 10 // max(total, 1)
@@ -78,7 +82,9 @@ class ProgressDisplay:
         self._last_line[key] = tenth
         elapsed = now - self._started[key]
         eta = f", about {_duration(elapsed / done * (total - done))} left" if done else ""
-        self.console.log(Text(f"{label}: {done}/{total} {unit} {detail}".rstrip() + eta))
+        self.console.log(
+            Text(terminal_text(f"{label}: {done}/{total} {unit} {detail}".rstrip() + eta))
+        )
 
     def step(self, what: str, done: int, total: int, info: dict) -> None:
         """``on_step`` of an audit: attacks, shadow models, synthesis."""

@@ -42,3 +42,16 @@ def raise_if_problems(owner: str, problems: list[str]) -> None:
     """
     if problems:
         raise InvalidAuditInput(f"{owner}: " + "; ".join(problems))
+
+
+def untrusted_program_message(name: str, kind: str) -> str:
+    """Why a model file that is a program is refused, and the safe ways out."""
+    return (
+        f"model file {name!r} is {kind}, which is a program: loading or calling it can run "
+        "code on this machine (read or write files, start processes). miaudit opens it only "
+        "when you say you trust its author: pass --trust-model-code (trust_pickle=True in "
+        "Python). Or convert the model to a format that is data: its state_dict saved by "
+        "miaudit.models.save_torch_model for an architecture in the registry "
+        "(miaudit.models.register_architecture for your own class), or ONNX "
+        "(torch.onnx.export), which onnxruntime runs without Python code"
+    )

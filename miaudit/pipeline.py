@@ -269,7 +269,7 @@ def _load_target_file(
     if section.predictions_file is not None:
         return _precomputed_target(section, dataset)
     if section.http is not None:
-        from miaudit.targets.http import http_target
+        from miaudit.targets.http import http_target, redact_url
 
         http = section.http
         target = http_target(
@@ -280,7 +280,7 @@ def _load_target_file(
             **http.options(),
         )
         # Its usage (``api``) enters the report after the audit, when the queries are known.
-        return target, {"origin": f"prediction API at {http.url}"}
+        return target, {"origin": f"prediction API at {redact_url(http.url)}"}
     from miaudit.models import (
         load_exported_program,
         load_sklearn_model,
@@ -312,7 +312,8 @@ def _load_target_file(
                     "per-record gradients (torch.func); declare logits or less, or export "
                     "the model with torch.export (.pt2) for white-box attacks"
                 )
-            module, kind = load_torchscript_model(path), "TorchScript"
+            module = load_torchscript_model(path, trust_pickle=trust_pickle)
+            kind = "TorchScript"
         else:
             module, kind = load_exported_program(path, trust_pickle=trust_pickle), "torch.export"
         target = TorchTarget(
@@ -442,7 +443,9 @@ def run_config(
     are those of :func:`~miaudit.audit.run_audit` (``on_epoch``: the target's training)."""
     started = time.perf_counter()
     notify = on_stage or (lambda message: None)
-    specs = preflight(config)  # attack entries and requirements: before the data loads
+    specs = preflight(
+        config, trust_pickle=trust_pickle
+    )  # attack entries and requirements: before the data loads
     notify(f"loading data set {config.dataset.name}")
     dataset = load_dataset(
         config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options

@@ -99,10 +99,36 @@ def target_access(config: AuditConfig) -> AccessLevel:
     return access
 
 
-def preflight(config: AuditConfig) -> list:
+#: Model-file suffixes whose loading can run code: opened only with ``--trust-model-code``.
+PROGRAM_SUFFIXES = {
+    ".pt2": "a torch.export archive (it may unpickle objects)",
+    ".pkl": "a pickle file",
+    ".pickle": "a pickle file",
+    ".joblib": "a joblib (pickle) file",
+}
+
+
+def check_model_file_trust(path: Path, *, trust_pickle: bool) -> None:
+    """Refuse, before anything is loaded, a model file that is a program (TorchScript,
+    ``torch.export``, pickle) unless the user trusts it (``--trust-model-code``)."""
+    from miaudit.errors import UntrustedFileError, untrusted_program_message
+
+    if trust_pickle:
+        return
+    kind = PROGRAM_SUFFIXES.get(Path(path).suffix.lower())
+    if kind is None and is_torchscript_file(path):
+        kind = "a TorchScript archive"
+    if kind is not None:
+        raise UntrustedFileError(
+            "target.model_file: " + untrusted_program_message(Path(path).name, kind)
+        )
+
+
+def preflight(config: AuditConfig, *, trust_pickle: bool = False) -> list:
     """Raise :class:`~miaudit.errors.InvalidAuditInput` for any attack entry the audit
-    cannot run, before the data set is loaded or a model is built; return the attacks
-    (:class:`~miaudit.attacks.registry.AttackSpec`) as built."""
+    cannot run, or a model file that is a program the user did not trust
+    (``trust_pickle``), before the data set is loaded or a model is built; return the
+    attacks (:class:`~miaudit.attacks.registry.AttackSpec`) as built."""
     access = target_access(config)
     entries = config.attack_entries()
     specs = build_attacks(entries if entries is not None else default_attacks(access))
@@ -152,6 +178,7 @@ def preflight(config: AuditConfig) -> list:
             )
         if config.target.model_file is not None:
             check_readable_file(config.target.model_file, "target.model_file")
+            check_model_file_trust(config.target.model_file, trust_pickle=trust_pickle)
     if split.indices_file is not None:
         check_split_file(split.indices_file)
     return specs

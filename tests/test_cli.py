@@ -188,7 +188,7 @@ def test_pickle_model_needs_trust(tmp_path, capsys):
     path = _write_yaml(tmp_path / "audit.yaml", config)
     out = tmp_path / "r"
     assert main(["audit", str(path), "--out", str(out)]) == 2
-    assert "--trust-pickle" in capsys.readouterr().err
+    assert "--trust-model-code" in capsys.readouterr().err
     assert not out.exists()
     assert main(["--quiet", "audit", str(path), "--out", str(out), "--trust-pickle"]) == 0
     assert (out / "report.json").exists()

@@ -200,7 +200,7 @@ FILE_CASES = {
     "model file for other records": r"saved for records of shape \(20,\).*\(64,\)",
     "model file with other classes": "predicts 3 classes but data set 'digits' has 10",
     "model file not torch": "not a PyTorch file",
-    "pickle without trust": "trust-pickle",
+    "pickle without trust": "trust-model-code",
     "split seed with a model file": "indices_file",
     "indices file missing": "split.indices_file.*does not exist",
     "indices file is a folder": "split.indices_file.*is a folder",

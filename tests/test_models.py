@@ -594,7 +594,7 @@ def _double(x: np.ndarray) -> np.ndarray:
 def test_skops_untrusted_types_need_trust(tmp_path: Path) -> None:
     path = tmp_path / "custom.skops"
     save_sklearn_model(path, FunctionTransformer(func=_double))
-    with pytest.raises(UntrustedFileError, match=r"_double.*--trust-pickle"):
+    with pytest.raises(UntrustedFileError, match=r"_double.*--trust-model-code"):
         load_sklearn_model(path)
     loaded = load_sklearn_model(path, trust_pickle=True)
     np.testing.assert_array_equal(loaded.fit_transform(np.ones((2, 2))), np.full((2, 2), 2.0))

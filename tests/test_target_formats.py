@@ -141,16 +141,56 @@ def test_onnx_nhwc_graph_gets_transposed_records(tmp_path):
 def test_torchscript_model_gives_logits_and_matches(trained, capsys):
     folder = trained["folder"]
     torch.jit.script(trained["model"]).save(str(folder / "scripted.pt"))  # named like weights
-    assert _audit(folder, {"model_file": "scripted.pt"}, "ts") == 0
+    # A TorchScript archive is a program: refused without the trust flag, before loading.
+    assert _audit(folder, {"model_file": "scripted.pt"}, "ts") == 2
+    err = capsys.readouterr().err
+    assert "TorchScript" in err and "--trust-model-code" in err and "ONNX" in err
+    assert not (folder / "ts").exists()
+    assert _audit(folder, {"model_file": "scripted.pt"}, "ts", "--trust-model-code") == 0
     report, scores = _report(folder, "ts")
     assert "TorchScript" in report["target"]["description"]
     assert report["target"]["access"] == "logits"
     np.testing.assert_allclose(scores["loss"], trained["ref"].scores["loss"], rtol=1e-6)
     # No per-record gradients from TorchScript: a white-box attack is refused up front.
     attacks = [{"name": "gradient_norm"}]
-    assert _audit(folder, {"model_file": "scripted.pt"}, "ts_wb", attacks=attacks) == 2
+    code = _audit(
+        folder, {"model_file": "scripted.pt"}, "ts_wb", "--trust-model-code", attacks=attacks
+    )
+    assert code == 2
     assert "white_box" in capsys.readouterr().err
     assert not (folder / "ts_wb").exists()
+
+
+class _WritesAFile(torch.nn.Module):
+    """A TorchScript model whose forward writes a file (torch.from_file with shared=True
+    maps the file and fill_ writes through), as a hostile archive would."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def forward(self, x):
+        written = torch.from_file(self.path, True, 8, dtype=torch.uint8).fill_(65)
+        return x[:, :10] + 0 * written.sum()
+
+
+def test_hostile_torchscript_runs_nothing_without_trust(trained, capsys):
+    folder = trained["folder"]
+    victim = folder / "written-by-model"
+    victim.write_bytes(bytes(8))
+    torch.jit.script(_WritesAFile(str(victim))).save(str(folder / "hostile.ts"))
+    assert _audit(folder, {"model_file": "hostile.ts"}, "hostile") == 2
+    assert "is a TorchScript archive, which is a program" in capsys.readouterr().err
+    assert victim.read_bytes() == bytes(8) and not (folder / "hostile").exists()
+    # The Python API refuses it too; trusted, the archive does what its code says.
+    from miaudit.errors import UntrustedFileError
+    from miaudit.models import load_torchscript_model
+
+    with pytest.raises(UntrustedFileError, match="trust"):
+        load_torchscript_model(folder / "hostile.ts")
+    assert victim.read_bytes() == bytes(8)
+    load_torchscript_model(folder / "hostile.ts", trust_pickle=True)(torch.zeros(1, 64))
+    assert victim.read_bytes() == b"A" * 8
 
 
 def test_torch_export_program_needs_trust_and_serves_white_box(trained, capsys):
@@ -164,7 +204,7 @@ def test_torch_export_program_needs_trust_and_serves_white_box(trained, capsys):
     program = torch.export.export(trained["model"], example, dynamic_shapes=batch)
     torch.export.save(program, str(folder / "model.pt2"))
     assert _audit(folder, {"model_file": "model.pt2"}, "pt2") == 2
-    assert "--trust-pickle" in capsys.readouterr().err
+    assert "--trust-model-code" in capsys.readouterr().err
     assert not (folder / "pt2").exists()
     attacks = [*ATTACKS, "gradient_norm"]
     code = _audit(folder, {"model_file": "model.pt2"}, "pt2", "--trust-pickle", attacks=attacks)

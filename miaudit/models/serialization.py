@@ -6,8 +6,9 @@ A model file handed to an auditor is untrusted input. Unpickling runs arbitrary 
   and loaded with ``torch.load(..., weights_only=True)``, which refuses anything else;
   the network is then rebuilt from the architecture registry.
 * scikit-learn models go through ``skops.io``, which loads only types the caller trusts.
-  Raw pickle or joblib files are opened only when the user says so (``trust_pickle``;
-  ``--trust-pickle`` on the command line).
+  Raw pickle or joblib files, TorchScript and ``torch.export`` archives (programs) are
+  opened only when the user says so (``trust_pickle``; ``--trust-model-code`` on the
+  command line, ``--trust-pickle`` its older name).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from miaudit.errors import (
     InvalidAuditInput,
     UntrustedFileError,
     raise_if_problems,
+    untrusted_program_message,
 )
 from miaudit.models.architectures import build_model, resolve_arch_params
 
@@ -348,7 +350,7 @@ def load_sklearn_model(path: str | os.PathLike[str], *, trust_pickle: bool = Fal
             raise UntrustedFileError(
                 f"model file {p.name!r} contains types that skops does not trust by default: "
                 f"{', '.join(untrusted)}. Loading them may run their code; if you trust the "
-                "file's source, pass trust_pickle=True (--trust-pickle on the command line)"
+                "file's source, pass trust_pickle=True (--trust-model-code on the command line)"
             )
         try:
             return sio.load(p, trusted=list(untrusted))
@@ -358,7 +360,7 @@ def load_sklearn_model(path: str | os.PathLike[str], *, trust_pickle: bool = Fal
         if not trust_pickle:
             raise UntrustedFileError(
                 f"model file {p.name!r} is a {suffix[1:]} file; unpickling it can run any code "
-                "inside it, so miaudit opens it only with trust_pickle=True (--trust-pickle "
+                "inside it, so miaudit opens it only with trust_pickle=True (--trust-model-code "
                 "on the command line). Better: save the model with skops "
                 "(miaudit.models.save_sklearn_model or skops.io.dump) and pass the .skops file"
             )
@@ -379,16 +381,22 @@ def load_sklearn_model(path: str | os.PathLike[str], *, trust_pickle: bool = Fal
     )
 
 
-def load_torchscript_model(path: str | os.PathLike[str]) -> nn.Module:
+def load_torchscript_model(
+    path: str | os.PathLike[str], *, trust_pickle: bool = False
+) -> nn.Module:
     """A TorchScript model (``torch.jit.save``): any PyTorch class, no miaudit architecture.
 
-    The archive holds TorchScript (a restricted language run by PyTorch's interpreter) and
-    tensors read by TorchScript's own unpickler, which builds no arbitrary Python objects;
-    so it loads without ``--trust-pickle``. It runs on the CPU, in eval mode. TorchScript
-    modules do not work with ``torch.func`` (per-record gradients), so a TorchScript target
-    gives logits access at most; a ``torch.export`` program serves white-box attacks.
+    A TorchScript archive is a program: its ``forward`` is code that PyTorch's interpreter
+    runs, and TorchScript can read and write files (``torch.from_file``, ``torch.save``)
+    among other things. PyTorch's own security guidance says to treat it as code. So it is
+    opened only with ``trust_pickle`` (``--trust-model-code`` on the command line), like a
+    pickle or a ``torch.export`` file. It runs on the CPU, in eval mode. TorchScript modules
+    do not work with ``torch.func`` (per-record gradients), so a TorchScript target gives
+    logits access at most; a ``torch.export`` program serves white-box attacks.
     """
     p = _existing_file(path, "TorchScript model")
+    if not trust_pickle:
+        raise UntrustedFileError(untrusted_program_message(p.name, "a TorchScript archive"))
     try:
         module = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError and its own C++ errors
@@ -410,10 +418,7 @@ def load_exported_program(path: str | os.PathLike[str], *, trust_pickle: bool) -
     p = _existing_file(path, "torch.export model")
     if not trust_pickle:
         raise UntrustedFileError(
-            f"model file {p.name!r} is a torch.export archive; torch.export.load may unpickle "
-            "objects from it, which can run arbitrary code. Pass --trust-pickle "
-            "(trust_pickle=True) if you created this file yourself, or save the model with "
-            "torch.jit.save (TorchScript) or as ONNX instead"
+            untrusted_program_message(p.name, "a torch.export archive (it may unpickle objects)")
         )
     try:
         program = torch.export.load(str(p))

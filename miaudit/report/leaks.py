@@ -18,6 +18,7 @@ import numpy as np
 
 from miaudit.atomic import atomic_write
 from miaudit.evaluation.results import AuditResult
+from miaudit.report.inert import csv_cell
 from miaudit.report.verdict import find_tpr_at_fpr
 
 __all__ = ["TOP_RECORDS", "leaky_records", "write_per_record_csv"]
@@ -89,8 +90,9 @@ def write_per_record_csv(
         with tmp.open("w", newline="", encoding="utf-8") as fh:
             # The header through the csv module: attack labels are user text (quotes,
             # commas); the body, all numbers, in one vectorised call.
+            # Labels beginning like a formula are quoted (see miaudit.report.inert).
             csv.writer(fh).writerow(
-                ["record", "class", "member", *names, f"flagged_at_fpr_{fpr:g}"]
+                ["record", "class", "member", *map(csv_cell, names), f"flagged_at_fpr_{fpr:g}"]
             )
             np.savetxt(fh, table, fmt=formats, delimiter=",")
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from miaudit.evaluation.results import AuditResult
+from miaudit.report.inert import terminal_text
 from miaudit.report.json_report import build_report_dict, fpr_key
 
 __all__ = ["print_summary"]
@@ -111,7 +112,7 @@ def print_summary(
     for attack in report["attacks"]:
         unresolvable |= any(not iv["resolvable"] for iv in attack["tpr_at_fpr_interval"].values())
         table.add_row(
-            Text(attack["name"]),
+            Text(terminal_text(attack["name"])),
             _auc_cell(attack),
             _tpr_cell(attack, 0.001, with_ci=False),
             _tpr_cell(attack, 0.01, with_ci=True),
@@ -127,7 +128,7 @@ def print_summary(
         if isinstance(d, dict) and "queries_per_record" in d
     ]
     if spent:
-        console.print(Text("Label queries per record: " + ", ".join(spent)))
+        console.print(Text(terminal_text("Label queries per record: " + ", ".join(spent))))
     refs = report["target"].get("references") or {}
     if refs.get("recipe_match") is not None:
         console.print(_match_table(refs["recipe_match"]))
@@ -142,9 +143,9 @@ def print_summary(
     verdict = report["verdict"]
     line = Text("Verdict: ")
     line.append(verdict["risk"].upper(), style=_RISK_STYLES[verdict["risk"]])
-    line.append(f" — {verdict['reason']}")
+    line.append(terminal_text(f" — {verdict['reason']}"))
     console.print(line)
     if report["warnings"]:
         console.print(Text("Warnings:", style="bold yellow"))
         for warning in report["warnings"]:
-            console.print(Text(f"  • {warning}"))
+            console.print(Text(terminal_text(f"  • {warning}")))

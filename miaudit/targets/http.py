@@ -12,6 +12,13 @@ reference attacks, say) is answered from memory instead of the API, so it costs 
 once (``memoize``). What it did (queries, records answered from memory, requests, retries)
 goes into the report.
 
+The API is not trusted: redirects are never followed (a redirect to another host would
+carry the credentials in ``headers`` there; the audit stops and names where it pointed),
+each request has a total deadline (``deadline_s``, against a server that drips its answer
+byte by byte) and a cap on the bytes read (``max_response_bytes``, against one that floods),
+and a secret in the URL (``user:password@``, query values such as ``?api_key=…``) is
+redacted wherever the URL is shown (:func:`redact_url`).
+
 Only the standard library is used; the answers are validated by ``CallableTarget`` like
 any other callable's.
 """
@@ -19,6 +26,7 @@ any other callable's.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import time
 import urllib.error
@@ -32,10 +40,56 @@ from miaudit.errors import InvalidAuditInput
 from miaudit.targets.adapters import CallableTarget
 from miaudit.validation import is_int, is_real
 
-__all__ = ["HttpPredictor", "QueryBudgetExceeded", "http_target"]
+__all__ = ["HttpPredictor", "QueryBudgetExceeded", "http_target", "redact_url"]
 
 #: Status codes worth a retry: the server is busy or failed, not the request.
 _TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
+#: Defaults of the per-request bounds: a minute and a half in all, 64 MiB of answer.
+DEFAULT_DEADLINE_S = 90.0
+DEFAULT_MAX_RESPONSE_BYTES = 64 << 20
+_READ_CHUNK = 1 << 16
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown: a ``user:password@`` becomes ``***@`` and every query
+    value ``***`` (keys stay, so a reader sees which parameters were sent)."""
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+    except ValueError:
+        return "(an unparsable URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(f"{key}=***" for key, _ in pairs) or "***"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Turn every redirect into an error: following one would resend the request (and its
+    Authorization header) to wherever the server says."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise _Redirected(code, newurl)
+
+
+class _Redirected(Exception):
+    def __init__(self, code: int, location: str) -> None:
+        super().__init__(code, location)
+        self.code, self.location = code, location
+
+
+class _ResponseTooLarge(Exception):
+    pass
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class QueryBudgetExceeded(InvalidAuditInput):
@@ -68,6 +122,11 @@ class HttpPredictor:
         Answer a record sent before (the same bytes) from memory: a deterministic API
         would answer it the same, and the budget is spent once. Turn it off for an API whose
         answers are random (noise added per query), where asking again is information.
+    deadline_s : float
+        Most seconds one request may take in all, connection and reading included (a
+        server that answers a byte at a time meets ``timeout_s`` on every read).
+    max_response_bytes : int
+        Most bytes read from one response; a larger answer stops the audit.
     """
 
     def __init__(
@@ -83,6 +142,8 @@ class HttpPredictor:
         response_key: str = "predictions",
         headers: Mapping[str, str] | None = None,
         memoize: bool = True,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -90,7 +151,8 @@ class HttpPredictor:
         problems = []
         parsed = urllib.parse.urlparse(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            problems.append(f"url must be an http:// or https:// address, got {url!r}")
+            shown = redact_url(url) if isinstance(url, str) else url
+            problems.append(f"url must be an http:// or https:// address, got {shown!r}")
         if not is_int(batch_size) or batch_size < 1:
             problems.append(f"batch_size must be a positive int, got {batch_size!r}")
         if max_requests_per_second is not None and (
@@ -116,9 +178,18 @@ class HttpPredictor:
             problems.append("headers must map strings to strings")
         if not isinstance(memoize, bool):
             problems.append(f"memoize must be True or False, got {memoize!r}")
+        if not is_real(deadline_s) or not deadline_s > 0:
+            problems.append(f"deadline_s must be a positive number, got {deadline_s!r}")
+        if not is_int(max_response_bytes) or max_response_bytes < 1:
+            problems.append(
+                f"max_response_bytes must be a positive int, got {max_response_bytes!r}"
+            )
         if problems:
             raise InvalidAuditInput("HTTP target: " + "; ".join(problems))
         self.url = url
+        self.shown_url = redact_url(url)
+        self.deadline_s = float(deadline_s)
+        self.max_response_bytes = int(max_response_bytes)
         self.batch_size = int(batch_size)
         self.min_interval = 0.0 if max_requests_per_second is None else 1 / max_requests_per_second
         self.retries = int(retries)
@@ -137,12 +208,12 @@ class HttpPredictor:
         self.answered_from_memory = 0
         self.requests_made = 0
         self.retries_made = 0
-        self.__name__ = f"HTTP API {parsed.netloc}"
+        self.__name__ = f"HTTP API {urllib.parse.urlsplit(self.shown_url).netloc}"
 
     def describe(self) -> dict:
         """JSON-ready facts for the report (no headers: they may hold credentials)."""
         return {
-            "url": self.url,
+            "url": self.shown_url,
             "queries_used": self.queries_used,
             "answered_from_memory": self.answered_from_memory,
             "query_budget": self.query_budget,
@@ -177,7 +248,7 @@ class HttpPredictor:
         """POST ``x`` in batches, within the budget."""
         if self.query_budget is not None and self.queries_used + len(x) > self.query_budget:
             raise QueryBudgetExceeded(
-                f"HTTP target {self.url}: the audit needs {len(x)} more records answered but "
+                f"HTTP target {self.shown_url}: the audit needs {len(x)} more records answered but "
                 f"{self.queries_used} of the query budget of {self.query_budget} are used; "
                 "raise query_budget, audit fewer records, or choose attacks that query less"
             )
@@ -203,24 +274,48 @@ class HttpPredictor:
                 self.url, data=body, headers=self._headers, method="POST"
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    payload = response.read()
+                payload = self._read(request)
                 self.queries_used += len(batch)
                 return self._answers(payload, len(batch))
+            except _Redirected as redirect:
+                where = urllib.parse.urlsplit(redirect.location)
+                origin = f"{where.scheme}://{where.netloc}" if where.netloc else "the same host"
+                raise InvalidAuditInput(
+                    f"HTTP target {self.shown_url} answered {redirect.code}, a redirect to "
+                    f"{redact_url(origin)}; miaudit follows no redirect (it would send the "
+                    "records and the headers there): set http.url to the final address"
+                ) from None
+            except _ResponseTooLarge:
+                raise InvalidAuditInput(
+                    f"HTTP target {self.shown_url}: an answer to {len(batch)} records is "
+                    f"larger than http.max_response_bytes ({self.max_response_bytes} bytes); "
+                    "raise it, or lower http.batch_size"
+                ) from None
+            except _DeadlinePassed:
+                raise InvalidAuditInput(
+                    f"HTTP target {self.shown_url}: an answer to {len(batch)} records took "
+                    f"more than http.deadline_s ({self.deadline_s:g} s); raise it, or lower "
+                    "http.batch_size"
+                ) from None
             except urllib.error.HTTPError as error:
                 if error.code not in _TRANSIENT or attempt == self.retries:
                     detail = error.read(300).decode("utf-8", "replace").strip()
                     raise InvalidAuditInput(
-                        f"HTTP target {self.url} answered {error.code} {error.reason}"
+                        f"HTTP target {self.shown_url} answered {error.code} {error.reason}"
                         + (f": {detail}" if detail else "")
                         + (f" (after {attempt + 1} attempts)" if attempt else "")
                     ) from None
                 wait = _retry_after(error.headers.get("Retry-After"), delay)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            except (
+                urllib.error.URLError,
+                TimeoutError,
+                ConnectionError,
+                http.client.HTTPException,  # IncompleteRead, a malformed status line
+            ) as error:
                 if attempt == self.retries:
-                    reason = getattr(error, "reason", error)
+                    reason = getattr(error, "reason", None) or f"{type(error).__name__}"
                     raise InvalidAuditInput(
-                        f"HTTP target {self.url} cannot be reached after {attempt + 1} "
+                        f"HTTP target {self.shown_url} cannot be reached after {attempt + 1} "
                         f"attempts: {reason}"
                     ) from None
                 wait = delay
@@ -229,32 +324,73 @@ class HttpPredictor:
             delay *= 2
         raise AssertionError("unreachable")
 
+    def _read(self, request: urllib.request.Request) -> bytes:
+        """One response's body, within the deadline and the byte cap. Each read waits at
+        most the time left (and at most ``timeout_s``)."""
+        started = time.monotonic()
+        timeout = min(self.timeout_s, self.deadline_s)
+        with _OPENER.open(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit():
+                if int(declared) > self.max_response_bytes:
+                    raise _ResponseTooLarge()
+            chunks, size = [], 0
+            while True:
+                left = self.deadline_s - (time.monotonic() - started)
+                if left <= 0:
+                    raise _DeadlinePassed()
+                _set_read_timeout(response, min(self.timeout_s, left))
+                try:
+                    chunk = response.read1(_READ_CHUNK)
+                except TimeoutError:
+                    if self.deadline_s - (time.monotonic() - started) <= 0:
+                        raise _DeadlinePassed() from None
+                    raise
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise _ResponseTooLarge()
+                chunks.append(chunk)
+        body = b"".join(chunks)
+        if declared is not None and declared.isdigit() and len(body) < int(declared):
+            raise http.client.IncompleteRead(body, int(declared) - len(body))
+        return body
+
     def _answers(self, payload: bytes, n: int) -> np.ndarray:
         try:
             document = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InvalidAuditInput(
-                f"HTTP target {self.url}: the response is not JSON ({payload[:80]!r})"
+                f"HTTP target {self.shown_url}: the response is not JSON ({payload[:80]!r})"
             ) from None
         if not isinstance(document, dict) or self.response_key not in document:
             keys = sorted(document) if isinstance(document, dict) else type(document).__name__
             raise InvalidAuditInput(
-                f"HTTP target {self.url}: the response has no {self.response_key!r} "
+                f"HTTP target {self.shown_url}: the response has no {self.response_key!r} "
                 f"(it has {keys}); set response_key"
             )
         try:
             answers = np.asarray(document[self.response_key], dtype=np.float64)
         except (TypeError, ValueError):
             raise InvalidAuditInput(
-                f"HTTP target {self.url}: {self.response_key!r} is not a numeric array"
+                f"HTTP target {self.shown_url}: {self.response_key!r} is not a numeric array"
             ) from None
         if len(answers) != n:
             raise InvalidAuditInput(
-                f"HTTP target {self.url}: sent {n} records, got {len(answers)} answers"
+                f"HTTP target {self.shown_url}: sent {n} records, got {len(answers)} answers"
             )
         if answers.ndim == 1 and np.isfinite(answers).all() and (answers == answers.round()).all():
             return answers.astype(np.int64)  # predicted labels
         return answers
+
+
+def _set_read_timeout(response, seconds: float) -> None:
+    """Bound the next socket read of ``response`` (http.client keeps the socket in
+    ``fp.raw._sock``; where it does not, the opening timeout stays in force)."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
 
 
 def _retry_after(header: str | None, default: float) -> float:
@@ -279,5 +415,5 @@ def http_target(
         predictor,
         n_classes=n_classes,
         output=output,
-        description=description or f"prediction API at {url}",
+        description=description or f"prediction API at {predictor.shown_url}",
     )
