@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SOURCES := $(wildcard miaudit tests benchmarks)
+SOURCES := $(wildcard miaudit tests benchmarks examples)
 STAMP := $(VENV)/.miaudit-installed
 
 .PHONY: demo test lint format clean browser

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from miaudit import __version__
-from miaudit.errors import InvalidAuditInput
+from miaudit.errors import InvalidAuditInput, UserCodeError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+#: The user's training code raised (its traceback is shown).
+EXIT_USER_CODE = 1
 EXIT_INTERRUPTED = 130
 
 
@@ -57,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", type=Path, help="YAML audit file with a 'sweep:' list")
     sweep.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     sweep.add_argument("--data-dir", type=Path, help="folder holding the data sets")
-    _trust_flags(sweep)
+    _trust_flags(sweep, code=False)
 
     unlearn = sub.add_parser(
         "unlearn", help="run the deletion study of a YAML file's 'unlearning:' section"
@@ -73,12 +75,23 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     experiment.add_argument("--data-dir", type=Path, help="folder holding the data sets")
 
+    plan = sub.add_parser(
+        "plan-references",
+        help="write the design of an audit's reference models, to train them elsewhere",
+    )
+    plan.add_argument("config", type=Path, help="YAML audit file")
+    plan.add_argument("--out", type=Path, required=True, help="design file to write (.npz)")
+    plan.add_argument(
+        "--references", type=int, help="number of references (default: what the attacks use)"
+    )
+    plan.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+
     datasets = sub.add_parser("datasets", help="list the data sets found and where")
     datasets.add_argument("--data-dir", type=Path, help="folder holding the data sets")
     return parser
 
 
-def _trust_flags(parser: argparse.ArgumentParser) -> None:
+def _trust_flags(parser: argparse.ArgumentParser, *, code: bool = True) -> None:
     """The flags by which a user says what may run: model files that are programs, and the
     Python code an audit file names. Audit files travel, so neither is ever implied."""
     parser.add_argument(
@@ -89,6 +102,8 @@ def _trust_flags(parser: argparse.ArgumentParser) -> None:
         help="allow model files that are programs (TorchScript, torch.export, pickle): "
         "loading them can run code, so only for files whose author you trust",
     )
+    if not code:
+        return
     parser.add_argument(
         "--trust-code",
         action="store_true",
@@ -136,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_unlearn_file(args, console)
         if args.command == "experiment":
             return _run_experiment_file(args, console)
+        if args.command == "plan-references":
+            return _plan_references(args, console)
         return _list_datasets(args, console)
     except InvalidAuditInput as error:
         if args.debug:
@@ -145,6 +162,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = capped(str(error))
         errors.print(_styled("error: ", "bold red", message), highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
+    except UserCodeError as error:
+        if args.debug:
+            raise
+        # The user's own code failed: its traceback is theirs to read, under one line of
+        # ours saying which model and seed. Models trained before it are in the cache.
+        import traceback
+
+        cause = error.__cause__
+        if cause is not None:
+            trace = "".join(traceback.format_exception(cause))
+            errors.print(_inert(trace.rstrip()), highlight=False, soft_wrap=True)
+        errors.print(_styled("error: ", "bold red", str(error)), highlight=False, soft_wrap=True)
+        errors.print(
+            "models trained before this one are kept in the model cache; a rerun trains "
+            "only what is missing",
+            highlight=False,
+        )
+        return EXIT_USER_CODE
     except KeyboardInterrupt:
         errors.print("interrupted; no report was written")
         return EXIT_INTERRUPTED
@@ -216,6 +251,7 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
         console,
         data_dir=args.data_dir,
         trust_pickle=args.trust_pickle,
+        trust_code=args.trust_code,
         per_record_csv=csv_path,
         tracking=tracking,
     )
@@ -295,6 +331,7 @@ def _execute(
     *,
     data_dir,
     trust_pickle: bool,
+    trust_code: bool = False,
     per_record_csv=None,
     tracking=None,
 ) -> int:
@@ -313,6 +350,7 @@ def _execute(
             config,
             data_dir=data_dir,
             trust_pickle=trust_pickle,
+            trust_code=trust_code,
             on_stage=on_stage,
             on_epoch=progress.epochs,
             on_reference=progress.models,
@@ -345,6 +383,34 @@ def _execute(
     for message in sorted(shown - set(result.warnings)):
         console.print(_styled("warning: ", "yellow", message), highlight=False)
     console.print(_inert("wrote " + ", ".join(str(p) for p in paths.values())), highlight=False)
+    return EXIT_OK
+
+
+def _plan_references(args: argparse.Namespace, console) -> int:
+    from miaudit.config import load_config
+    from miaudit.external_references import write_design
+    from miaudit.pipeline import plan_reference_design
+    from miaudit.validation import check_writable_dir
+
+    if args.out.suffix != ".npz":
+        raise InvalidAuditInput(f"--out: the design is an .npz file, got {str(args.out)!r}")
+    check_writable_dir(args.out.absolute().parent, "--out")
+    config = load_config(args.config)
+    arrays = plan_reference_design(config, data_dir=args.data_dir, n_references=args.references)
+    path = write_design(args.out, arrays)
+    k, n = arrays["inclusion"].shape
+    console.print(
+        _inert(
+            f"wrote {path}: {k} references, each trained on {int(arrays['train_size'])} of "
+            f"{n} candidate records (row k of 'inclusion' over 'candidates') with seed "
+            f"'seeds'[k]. Train each with your own code, answer the "
+            f"{arrays['answer_records'].size} records of 'answer_records', and save an .npz "
+            "with 'logits' or 'probabilities' (references x records x classes), "
+            "'record_ids' and this 'inclusion'; then give it as "
+            "references: {predictions_file: ...}"
+        ),
+        highlight=False,
+    )
     return EXIT_OK
 
 

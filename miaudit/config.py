@@ -29,6 +29,19 @@ from miaudit.validation import check_readable_file
 CALIBRATION_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
+#: scikit-learn classifiers a YAML file may name; a whitelist, so a config file can never
+#: make us import or instantiate arbitrary code.
+SKLEARN_MODELS = {
+    "LogisticRegression": ("sklearn.linear_model", "LogisticRegression"),
+    "RandomForestClassifier": ("sklearn.ensemble", "RandomForestClassifier"),
+    "GradientBoostingClassifier": ("sklearn.ensemble", "GradientBoostingClassifier"),
+    "MLPClassifier": ("sklearn.neural_network", "MLPClassifier"),
+    "KNeighborsClassifier": ("sklearn.neighbors", "KNeighborsClassifier"),
+    "DecisionTreeClassifier": ("sklearn.tree", "DecisionTreeClassifier"),
+    "SVC": ("sklearn.svm", "SVC"),
+}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,21 +73,63 @@ class SplitSection(_Section):
         return self
 
 
-class RecipeSection(_Section):
-    """Train the target here: an architecture, its parameters and a training config."""
-
-    architecture: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
-    seed: StrictInt = 0
-
-
 class SklearnSection(_Section):
-    """Train a scikit-learn classifier as the target (a class name from SKLEARN_MODELS)."""
+    """Train a scikit-learn-compatible classifier: a class name from SKLEARN_MODELS, or an
+    import path (``xgboost.XGBClassifier``, ``lightgbm.LGBMClassifier``; importing it runs
+    code, so only with ``--trust-code``). ``trusted_types``: types beyond skops' defaults
+    its cached models may hold (XGBoost and LightGBM models need none: they are cached in
+    their own formats)."""
 
     estimator: str
     params: dict[str, Any] = Field(default_factory=dict)
     seed: StrictInt = 0
+    trusted_types: list[str] = Field(default_factory=list)
+
+
+class RecipeSection(_Section):
+    """How to train a model: miaudit's trainer (``architecture``, ``params``,
+    ``training``), the user's own function (``python: file.py:train`` or
+    ``package.module:train``, with ``params`` its keyword arguments; ``architecture`` then
+    names the registered class it returns, so that its weights can be cached), or, for the
+    references, a scikit-learn-compatible estimator (``sklearn: {estimator, params}``)."""
+
+    architecture: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    seed: StrictInt = 0
+    python: str | None = None
+    #: What a callable returned by the user's function answers: auto, logits, probabilities.
+    output: Literal["auto", "logits", "probabilities"] = "auto"
+    architecture_params: dict[str, Any] = Field(default_factory=dict)
+    sklearn: SklearnSection | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RecipeSection:
+        if self.python is not None:
+            if self.sklearn is not None:
+                raise ValueError("give python or sklearn, not both")
+            if self.training:
+                raise ValueError(
+                    "training is for miaudit's trainer; the user's function takes its "
+                    "settings as params"
+                )
+            return self
+        if self.output != "auto" or self.architecture_params:
+            raise ValueError("output and architecture_params go with python")
+        given = [k for k in ("architecture", "sklearn") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of architecture (miaudit's trainer), python (your "
+                f"training function) or sklearn (an estimator); got {given or 'none'}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``python``, ``sklearn`` or ``torch``."""
+        if self.python is not None:
+            return "python"
+        return "sklearn" if self.sklearn is not None else "torch"
 
 
 class OutputDefense(_Section):
@@ -207,6 +262,20 @@ class AttackEntry(BaseModel):
         return {"name": self.name, **(self.model_extra or {})}
 
 
+class CalibrateSection(_Section):
+    """``calibrate: {param: lr, values: [0.05, 0.1, 0.2]}``: try each value of one numeric
+    recipe setting and keep the one whose references match the target best."""
+
+    param: str = Field(min_length=1)
+    values: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _positive(self) -> CalibrateSection:
+        if any(not v > 0 or v != v or v == float("inf") for v in self.values):
+            raise ValueError(f"values must be positive numbers, got {self.values}")
+        return self
+
+
 class ReferencesSection(_Section):
     """How reference models are trained for LiRA, RMIA and Attack-R.
 
@@ -216,8 +285,10 @@ class ReferencesSection(_Section):
     where trained models are kept (default ``$MIAUDIT_CACHE``, else ``~/.cache/miaudit``).
     ``population_size``: population records RMIA compares against (default all, at most
     10,000). ``train_size``: records each reference trains on (default: the target's
-    members). ``calibrate``: ``true`` (epoch counts of 1/4 to 2x the recipe's), or a list
-    of epoch counts, to pick the one whose references best match the target (see
+    members). ``calibrate``: ``true`` (epoch counts of 1/4 to 2x the recipe's), a list
+    of epoch counts, or ``{param: NAME, values: [...]}`` for any numeric setting of the
+    recipe (a keyword of the user's training function included), to pick the value whose
+    references best match the target (see
     :func:`miaudit.references.calibrate_epochs`). ``reseed``: retrain each reference outside
     the recipe-match tolerance with a fresh seed on the same records, up to this many times.
     """
@@ -228,7 +299,10 @@ class ReferencesSection(_Section):
     seed: StrictInt = 0
     population_size: StrictInt | None = Field(default=None, gt=0)
     train_size: StrictInt | None = Field(default=None, gt=0)
-    calibrate: StrictBool | list[StrictInt] = False
+    calibrate: StrictBool | list[StrictInt] | CalibrateSection = False
+    #: For the user's own training code: train one reference twice with one seed and
+    #: report whether the answers agree.
+    check_determinism: StrictBool = True
     reseed: StrictInt = Field(default=0, ge=0)
     #: Where references train: inprocess, process (``workers`` local processes) or ray
     #: (``ray_address``: auto or a URL to join a cluster; none starts a local instance).
@@ -241,6 +315,17 @@ class ReferencesSection(_Section):
     memory_map_above_mb: float | None = Field(
         default=MEMORY_MAP_ABOVE_MB, ge=0, allow_inf_nan=False
     )
+    #: Answers of references trained elsewhere (``miaudit plan-references`` writes their
+    #: design; see miaudit.external_references): no reference is trained here.
+    predictions_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _recipe_or_answers(self) -> ReferencesSection:
+        if self.predictions_file is not None and self.recipe is not None:
+            raise ValueError("give recipe (train references here) or predictions_file, not both")
+        if self.predictions_file is not None and self.calibrate not in (False, []):
+            raise ValueError("calibrate trains references here; it cannot use predictions_file")
+        return self
 
     def setup(self, recipe: Any):
         """The :class:`~miaudit.references.ReferenceSetup` this section describes, with
@@ -254,8 +339,11 @@ class ReferencesSection(_Section):
             seed=self.seed,
             population_size=self.population_size,
             train_size=self.train_size,
-            calibrate=tuple(self.calibrate_epochs(recipe)),
+            calibrate=tuple(self.calibrate_values(recipe)),
+            calibrate_param=self.calibrate_param,
+            check_determinism=self.check_determinism,
             reseed=self.reseed,
+            predictions_file=self.predictions_file,
             executor=self.executor,
             workers=self.workers,
             ray_address=self.ray_address,
@@ -263,15 +351,28 @@ class ReferencesSection(_Section):
             memory_map_above_mb=self.memory_map_above_mb,
         )
 
-    def calibrate_epochs(self, recipe: Any) -> list[int]:
-        """The candidate epoch counts ``calibrate`` stands for, given the references' recipe."""
+    @property
+    def calibrate_param(self) -> str:
+        """The recipe setting ``calibrate`` varies (epochs unless it says otherwise)."""
+        return self.calibrate.param if isinstance(self.calibrate, CalibrateSection) else "epochs"
+
+    def calibrate_values(self, recipe: Any) -> list[float]:
+        """The candidate values ``calibrate`` stands for, given the references' recipe:
+        ``true`` is 1/4 to 2x the recipe's epochs (its training's, or its ``epochs``
+        parameter for the user's function)."""
+        if isinstance(self.calibrate, CalibrateSection):
+            return list(self.calibrate.values)
         if self.calibrate is False or self.calibrate == []:
             return []
         if self.calibrate is True:
             epochs = getattr(getattr(recipe, "training", None), "epochs", None)
             if epochs is None:
+                epochs = (getattr(recipe, "params", None) or {}).get("epochs")
+            if not isinstance(epochs, int) or isinstance(epochs, bool):
                 raise InvalidAuditInput(
-                    "references.calibrate: picks an epoch count, so it needs a torch recipe"
+                    "references.calibrate: true picks an epoch count, so it needs miaudit's "
+                    "trainer or a training function with an 'epochs' param; or give "
+                    "{param: NAME, values: [...]}"
                 )
             return sorted({max(1, round(epochs * f)) for f in CALIBRATION_FACTORS})
         return list(self.calibrate)
@@ -557,6 +658,16 @@ def read_yaml(path: Path) -> Any:
     return data
 
 
+def _code_relative_to(base: Path, recipe: RecipeSection | None) -> RecipeSection | None:
+    """A recipe whose ``python: file.py:function`` names its file relative to ``base``."""
+    if recipe is None or recipe.python is None:
+        return recipe
+    where, _, function = recipe.python.rpartition(":")
+    if not (where.endswith(".py") or "/" in where) or Path(where).is_absolute():
+        return recipe
+    return recipe.model_copy(update={"python": f"{base / where}:{function}"})
+
+
 def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
     fix = _relative_to(base)
 
@@ -564,11 +675,18 @@ def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
         update={
             "model_file": fix(config.target.model_file),
             "predictions_file": fix(config.target.predictions_file),
+            "recipe": _code_relative_to(base, config.target.recipe),
         }
     )
     references = config.references
     if references is not None:
-        references = references.model_copy(update={"cache_dir": fix(references.cache_dir)})
+        references = references.model_copy(
+            update={
+                "cache_dir": fix(references.cache_dir),
+                "predictions_file": fix(references.predictions_file),
+                "recipe": _code_relative_to(base, references.recipe),
+            }
+        )
     split = config.split.model_copy(update={"indices_file": fix(config.split.indices_file)})
     dataset = config.dataset
     name_path = base / dataset.name

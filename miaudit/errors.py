@@ -15,6 +15,7 @@ __all__ = [
     "InvalidAuditInput",
     "NotFittedError",
     "UntrustedFileError",
+    "UserCodeError",
 ]
 
 
@@ -32,6 +33,12 @@ class AccessLevelError(InvalidAuditInput):
 
 class UntrustedFileError(InvalidAuditInput):
     """A model file would need unsafe deserialisation that the user did not allow."""
+
+
+class UserCodeError(RuntimeError):
+    """The user's training code raised, or returned something that is not a model. Its own
+    exception is the ``__cause__`` (the command line shows its traceback: it is the user's
+    code); the message names the model and seed."""
 
 
 def raise_if_problems(owner: str, problems: list[str]) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 
 from miaudit.audit import plan_audit, run_audit
-from miaudit.config import AuditConfig, RecipeSection, SklearnSection, TargetSection
+from miaudit.config import (
+    SKLEARN_MODELS,
+    AuditConfig,
+    RecipeSection,
+    SklearnSection,
+    TargetSection,
+)
 from miaudit.data import load_dataset
 from miaudit.data.dataset import Dataset
 from miaudit.data.split import AuditSplit, check_split_file, make_split
@@ -20,23 +26,11 @@ from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.results import AuditResult
 from miaudit.preflight import preflight, target_access
 from miaudit.references import ReferenceSetup
-from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, TorchTarget
-from miaudit.validation import is_torchscript_file
+from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, TorchTarget, as_target
+from miaudit.validation import check_readable_file, is_torchscript_file
 
 EpochCallback = Callable[[int, int, float], None]
 StageCallback = Callable[[str], None]
-
-#: scikit-learn classifiers a YAML file may name; a whitelist, so a config file can never
-#: make us import or instantiate arbitrary code.
-SKLEARN_MODELS = {
-    "LogisticRegression": ("sklearn.linear_model", "LogisticRegression"),
-    "RandomForestClassifier": ("sklearn.ensemble", "RandomForestClassifier"),
-    "GradientBoostingClassifier": ("sklearn.ensemble", "GradientBoostingClassifier"),
-    "MLPClassifier": ("sklearn.neural_network", "MLPClassifier"),
-    "KNeighborsClassifier": ("sklearn.neighbors", "KNeighborsClassifier"),
-    "DecisionTreeClassifier": ("sklearn.tree", "DecisionTreeClassifier"),
-    "SVC": ("sklearn.svm", "SVC"),
-}
 
 
 def build_split(config: AuditConfig, dataset: Dataset) -> AuditSplit:
@@ -82,30 +76,90 @@ def _access(section: TargetSection, default: AccessLevel) -> AccessLevel:
     return default if section.access == "auto" else AccessLevel.parse(section.access)
 
 
-def _sklearn_estimator(section: SklearnSection):
+def _sklearn_estimator(section: SklearnSection, where: str, *, trust_code: bool = False):
+    """The estimator a section names: a class of :data:`SKLEARN_MODELS` (a whitelist,
+    imported without any flag), or any class by import path (``xgboost.XGBClassifier``)
+    when the user trusts code (importing a module runs it)."""
     import importlib
 
-    if section.estimator not in SKLEARN_MODELS:
-        raise InvalidAuditInput(
-            f"target.sklearn.estimator: {section.estimator!r} is not supported; choose one "
-            f"of {', '.join(SKLEARN_MODELS)}"
+    if section.estimator in SKLEARN_MODELS:
+        module, name = SKLEARN_MODELS[section.estimator]
+        cls = getattr(importlib.import_module(module), name)
+    elif "." in section.estimator:
+        from miaudit.models.user_code import CodeReference, load_function
+
+        module, _, name = section.estimator.rpartition(".")
+        cls = load_function(
+            CodeReference(function=name, module=module),
+            trust_code=trust_code,
+            field=f"{where}.estimator",
         )
-    module, name = SKLEARN_MODELS[section.estimator]
-    cls = getattr(importlib.import_module(module), name)
+    else:
+        raise InvalidAuditInput(
+            f"{where}.estimator: {section.estimator!r} is not supported; choose one "
+            f"of {', '.join(SKLEARN_MODELS)}, or give an import path such as "
+            "xgboost.XGBClassifier (with --trust-code)"
+        )
     params = dict(section.params)
     if section.estimator == "SVC":
         params.setdefault("probability", True)
     try:
         estimator = cls(**params)
-        estimator._validate_params()
+        validate = getattr(estimator, "_validate_params", None)
+        if callable(validate) and cls.__module__.startswith("sklearn."):
+            validate()
     except (TypeError, ValueError) as error:
-        raise InvalidAuditInput(f"target.sklearn.params: {error}") from None
+        raise InvalidAuditInput(f"{where}.params: {error}") from None
+    for method in ("fit", "predict_proba", "get_params"):
+        if not hasattr(estimator, method):
+            raise InvalidAuditInput(
+                f"{where}.estimator: {section.estimator} has no {method}(); give a "
+                "scikit-learn-compatible classifier"
+            )
     return estimator
+
+
+def _sklearn_recipe(section: SklearnSection, where: str, *, trust_code: bool):
+    from miaudit.models import SklearnRecipe
+
+    return SklearnRecipe(
+        _sklearn_estimator(section, where, trust_code=trust_code),
+        extra_trusted_types=tuple(section.trusted_types),
+    )
+
+
+def _python_recipe(section: RecipeSection, where: str, *, trust_code: bool):
+    """A :class:`~miaudit.models.PythonRecipe` for ``python: file.py:train``: the file is
+    imported only with ``trust_code``; its signature and ``params`` are checked here."""
+    from miaudit.models import PythonRecipe
+    from miaudit.models.user_code import code_files, load_function, parse_code_reference
+
+    reference = parse_code_reference(section.python, base_dir=None, field=f"{where}.python")
+    fn = load_function(reference, trust_code=trust_code, field=f"{where}.python")
+    code = code_files(reference.file) if reference.file is not None else None
+    try:
+        return PythonRecipe(
+            fn,
+            params=dict(section.params),
+            output=section.output,
+            architecture=section.architecture,
+            arch_params=dict(section.architecture_params),
+            code=code,
+            name=f"{reference.file.name if reference.file else reference.module}:"
+            f"{reference.function}",
+        )
+    except InvalidAuditInput as error:
+        raise InvalidAuditInput(f"{where}: {error}") from None
 
 
 def _torch_recipe(section: RecipeSection, where: str = "target.recipe"):
     from dataclasses import fields
 
+    if section.kind != "torch":
+        raise InvalidAuditInput(
+            f"{where}: this command trains models with miaudit's trainer (architecture, "
+            f"params, training); a {section.kind} recipe is for 'miaudit audit'"
+        )
     from miaudit.models import TorchRecipe, TrainingConfig
 
     allowed = {f.name for f in fields(TrainingConfig)}
@@ -125,18 +179,26 @@ def _torch_recipe(section: RecipeSection, where: str = "target.recipe"):
     )
 
 
-def build_target_recipe(config: AuditConfig, dataset: Dataset) -> Any:
+def build_recipe(section: RecipeSection, where: str, *, trust_code: bool = False):
+    """The recipe a section describes: miaudit's trainer, the user's function, or an
+    estimator (see :class:`~miaudit.config.RecipeSection`)."""
+    if section.kind == "python":
+        return _python_recipe(section, where, trust_code=trust_code)
+    if section.kind == "sklearn":
+        return _sklearn_recipe(section.sklearn, f"{where}.sklearn", trust_code=trust_code)
+    return _torch_recipe(section, where)
+
+
+def build_target_recipe(config: AuditConfig, dataset: Dataset, *, trust_code: bool = False):
     """The recipe the audit file trains its target with (checked against the data set),
     or None for a target loaded from a file. Builds, trains nothing."""
     section = config.target
     if section.recipe is not None:
-        recipe = _torch_recipe(section.recipe)
+        recipe = build_recipe(section.recipe, "target.recipe", trust_code=trust_code)
         recipe.validate(dataset)
         return recipe
     if section.sklearn is not None:
-        from miaudit.models import SklearnRecipe
-
-        return SklearnRecipe(_sklearn_estimator(section.sklearn))
+        return _sklearn_recipe(section.sklearn, "target.sklearn", trust_code=trust_code)
     return None
 
 
@@ -157,6 +219,25 @@ def build_target(
     description = section.description
     if recipe is None:
         recipe = build_target_recipe(config, dataset)
+    if section.recipe is not None and section.recipe.kind == "python":
+        trained, cached = _train_target(
+            config, recipe, dataset, split, section.recipe.seed, None, on_stage
+        )
+        target = as_target(
+            trained.model,
+            n_classes=dataset.n_classes,
+            access=None if section.access == "auto" else section.access,
+            description=description or f"{recipe.name} (the user's training code)",
+        )
+        info = {
+            "architecture": type(trained.model).__name__,
+            "recipe": recipe.describe(),
+            "training_seed": section.recipe.seed,
+            "training_seconds": round(trained.seconds, 3),
+            "origin": "trained by the user's training function, called by miaudit",
+            "from_cache": cached,
+        }
+        return target, info, recipe
     if section.recipe is not None:
         trained, cached = _train_target(
             config, recipe, dataset, split, section.recipe.seed, on_epoch, on_stage
@@ -186,7 +267,7 @@ def build_target(
             trained.model,
             n_classes=dataset.n_classes,
             access=_access(section, AccessLevel.PROBABILITIES),
-            description=description or f"scikit-learn {section.sklearn.estimator}",
+            description=description or f"{section.sklearn.estimator}",
         )
         params = trained.model.get_params(deep=False)
         info = {
@@ -399,12 +480,19 @@ def _precomputed_target(section: TargetSection, dataset: Dataset) -> tuple[Targe
     return target, {"origin": f"precomputed {kind} from {path.name}"}
 
 
-def build_reference_setup(config: AuditConfig, target_recipe: Any) -> ReferenceSetup | None:
+def build_reference_setup(
+    config: AuditConfig, target_recipe: Any, *, trust_code: bool = False
+) -> ReferenceSetup | None:
     """The references section, with the target's recipe as the default recipe."""
     section = config.references
     recipe = target_recipe
-    if section is not None and section.recipe is not None:
-        recipe = _torch_recipe(section.recipe, where="references.recipe")
+    if section is not None and section.predictions_file is not None:
+        from miaudit.external_references import ExternalRecipe
+
+        check_readable_file(section.predictions_file, "references.predictions_file")
+        recipe = ExternalRecipe(str(section.predictions_file))
+    elif section is not None and section.recipe is not None:
+        recipe = build_recipe(section.recipe, "references.recipe", trust_code=trust_code)
     if recipe is None:
         return None  # run_audit names the attacks that needed one
     if section is None:
@@ -420,7 +508,13 @@ def _planning_setup(config: AuditConfig) -> ReferenceSetup | None:
 
     section = config.references or ReferencesSection()
     has_recipe = any(
-        s is not None for s in (config.target.recipe, config.target.sklearn, section.recipe)
+        s is not None
+        for s in (
+            config.target.recipe,
+            config.target.sklearn,
+            section.recipe,
+            section.predictions_file,
+        )
     )
     if not has_recipe:
         return None
@@ -434,6 +528,7 @@ def run_config(
     *,
     data_dir: str | Path | None = None,
     trust_pickle: bool = False,
+    trust_code: bool = False,
     on_stage: StageCallback | None = None,
     on_epoch: EpochCallback | None = None,
     on_reference: Callable[[int, int, dict], None] | None = None,
@@ -443,9 +538,8 @@ def run_config(
     are those of :func:`~miaudit.audit.run_audit` (``on_epoch``: the target's training)."""
     started = time.perf_counter()
     notify = on_stage or (lambda message: None)
-    specs = preflight(
-        config, trust_pickle=trust_pickle
-    )  # attack entries and requirements: before the data loads
+    # Attack entries, requirements and what may run: before the data loads.
+    specs = preflight(config, trust_pickle=trust_pickle, trust_code=trust_code)
     notify(f"loading data set {config.dataset.name}")
     dataset = load_dataset(
         config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
@@ -458,9 +552,15 @@ def run_config(
     plan_audit(
         target_access(config), dataset, split, config.attack_entries(), _planning_setup(config)
     )
-    target_recipe = build_target_recipe(config, dataset)
-    references = build_reference_setup(config, target_recipe)
-    if config.target.recipe is not None and target_access(config) >= AccessLevel.WHITE_BOX:
+    target_recipe = build_target_recipe(config, dataset, trust_code=trust_code)
+    references = build_reference_setup(config, target_recipe, trust_code=trust_code)
+    if references is not None:
+        references.recipe.validate(dataset)
+    if (
+        config.target.recipe is not None
+        and config.target.recipe.kind == "torch"
+        and target_access(config) >= AccessLevel.WHITE_BOX
+    ):
         # Layer names in attack entries are checked on an untrained copy of the network.
         from miaudit.audit import check_attacks_against_model
         from miaudit.models import build_model
@@ -503,3 +603,38 @@ def run_config(
     if callable(api):  # a prediction API: the queries the audit used, against its budget
         result.target["api"] = api()
     return replace(result, seconds=time.perf_counter() - started)
+
+
+def plan_reference_design(
+    config: AuditConfig, *, data_dir: str | Path | None = None, n_references: int | None = None
+) -> dict:
+    """The design of the references an audit file would train (``miaudit plan-references``):
+    for each, the records it trains on and its seed, and the records whose answers the
+    audit reads back (:func:`miaudit.external_references.reference_design`). Nothing is
+    trained, loaded or imported: the file's model and code are not needed for this.
+
+    ``n_references`` defaults to the most any of the file's attacks asks for.
+    """
+    from miaudit.external_references import reference_design
+    from miaudit.validation import is_int
+
+    # Only the attacks' parameters and the sizes are read: no model file is opened and no
+    # code the file names is imported, so neither needs trusting here.
+    specs = preflight(config, trust_pickle=True, trust_code=True)
+    wanted = max((s.num_references or 0 for s in specs if s.requirements.references), default=0)
+    n = wanted if n_references is None else n_references
+    if not is_int(n) or n < 1:
+        raise InvalidAuditInput(
+            "plan-references: the file's attacks use no reference models; give "
+            f"--references N (got {n!r})"
+        )
+    dataset = load_dataset(
+        config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
+    )
+    split = build_split(config, dataset)
+    split.check_within(dataset.n_records)
+    from miaudit.config import ReferencesSection
+
+    section = config.references or ReferencesSection()
+    setup = section.model_copy(update={"calibrate": False, "predictions_file": None}).setup(None)
+    return reference_design(dataset, split, setup, int(n))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from miaudit.attacks.registry import build_attacks, check_requirements, default_attacks
-from miaudit.config import AuditConfig
+from miaudit.config import SKLEARN_MODELS, AuditConfig
 from miaudit.data.split import check_split_file
 from miaudit.errors import InvalidAuditInput
 from miaudit.references import check_population, design_sizes
@@ -31,6 +31,11 @@ def _model_access(config: AuditConfig) -> AccessLevel:
     section = config.target
     if section.access != "auto":
         return AccessLevel.parse(section.access)
+    if section.recipe is not None and section.recipe.kind == "python":
+        # What the user's function returns is known once it ran: a network, a classifier
+        # or a callable. Probabilities every form gives; declare more (access: white_box
+        # for a network) to run attacks that need it.
+        return AccessLevel.PROBABILITIES
     if section.recipe is not None:
         return AccessLevel.WHITE_BOX
     if section.sklearn is not None:
@@ -124,18 +129,54 @@ def check_model_file_trust(path: Path, *, trust_pickle: bool) -> None:
         )
 
 
-def preflight(config: AuditConfig, *, trust_pickle: bool = False) -> list:
+def check_code_trust(config: AuditConfig, *, trust_code: bool) -> None:
+    """Refuse, before anything is imported or loaded, an audit file that names Python code
+    (a ``python:`` recipe, an estimator by import path) unless the user trusts it; and a
+    code file that does not exist."""
+    from miaudit.errors import UntrustedFileError
+    from miaudit.models.user_code import parse_code_reference
+
+    named = []
+    references = config.references.recipe if config.references is not None else None
+    for where, recipe in (
+        ("target.recipe", config.target.recipe),
+        ("references.recipe", references),
+    ):
+        if recipe is None:
+            continue
+        if recipe.python is not None:
+            parse_code_reference(recipe.python, base_dir=None, field=f"{where}.python")
+            named.append((f"{where}.python", recipe.python))
+        if recipe.sklearn is not None and recipe.sklearn.estimator not in SKLEARN_MODELS:
+            named.append((f"{where}.sklearn.estimator", recipe.sklearn.estimator))
+    sklearn = config.target.sklearn
+    if sklearn is not None and sklearn.estimator not in SKLEARN_MODELS:
+        named.append(("target.sklearn.estimator", sklearn.estimator))
+    if named and not trust_code:
+        field, code = named[0]
+        raise UntrustedFileError(
+            f"{field}: the audit file names Python code ({code}), which miaudit runs only "
+            "when you say you trust it: pass --trust-code if you wrote it or trust its author "
+            "(audit files travel; naming code in one is not enough)"
+        )
+
+
+def preflight(config: AuditConfig, *, trust_pickle: bool = False, trust_code: bool = False) -> list:
     """Raise :class:`~miaudit.errors.InvalidAuditInput` for any attack entry the audit
     cannot run, or a model file that is a program the user did not trust
     (``trust_pickle``), before the data set is loaded or a model is built; return the
     attacks (:class:`~miaudit.attacks.registry.AttackSpec`) as built."""
+    check_code_trust(config, trust_code=trust_code)
     access = target_access(config)
     entries = config.attack_entries()
     specs = build_attacks(entries if entries is not None else default_attacks(access))
     has_recipe = (
         config.target.recipe is not None
         or config.target.sklearn is not None
-        or (config.references is not None and config.references.recipe is not None)
+        or (
+            config.references is not None
+            and (config.references.recipe is not None or config.references.predictions_file)
+        )
     )
     check_requirements(specs, access, has_recipe=has_recipe)
     split = config.split

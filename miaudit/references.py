@@ -25,6 +25,7 @@ The population serves RMIA, which compares each audited record with population r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,19 @@ class ReferenceSetup:
         Population records RMIA compares against (default: all, at most 10,000).
     train_size : int or None
         Records each reference trains on; default the target's number of members.
-    calibrate : tuple of int
-        Candidate epoch counts: when given, a pair of references is trained for each, and
-        the pool uses the one whose references best match the target's member and
-        non-member losses (:func:`calibrate_epochs`). Torch recipes only.
+    calibrate : tuple of numbers
+        Candidate values of ``calibrate_param``: when given, a pair of references is
+        trained for each, and the pool uses the one whose references best match the
+        target's member and non-member losses (:func:`calibrate_epochs`).
+    calibrate_param : str
+        The recipe setting calibrated: ``"epochs"`` by default; for miaudit's trainer any
+        numeric field of :class:`~miaudit.models.TrainingConfig` or architecture
+        parameter, for a :class:`~miaudit.models.PythonRecipe` any of its ``params`` (a
+        keyword of the user's function), for a scikit-learn recipe any estimator
+        parameter.
+    check_determinism : bool
+        For recipes of the user's own code: train the first reference twice with one seed
+        and report whether the answers agree (:func:`check_determinism`).
     reseed : int
         Up to this many retrainings, each with a fresh seed on the same records, of every
         reference outside the recipe-match tolerance (0: report them only). A fragile
@@ -92,6 +102,10 @@ class ReferenceSetup:
     memory_map_above_mb : float or None
         The references' answers larger than this many MiB are kept in a memory-mapped file
         on the model cache's disk instead of in memory (default 512); None never maps.
+    predictions_file : Path or None
+        Answers of references trained elsewhere, on the design ``miaudit plan-references``
+        wrote (:mod:`miaudit.external_references`); ``recipe`` is then an
+        :class:`~miaudit.external_references.ExternalRecipe` and nothing trains here.
     """
 
     recipe: Any
@@ -100,13 +114,16 @@ class ReferenceSetup:
     seed: int = 0
     population_size: int | None = None
     train_size: int | None = None
-    calibrate: tuple[int, ...] = ()
+    calibrate: tuple[float, ...] = ()
+    calibrate_param: str = "epochs"
+    check_determinism: bool = True
     reseed: int = 0
     executor: str = "inprocess"
     workers: int = 2
     ray_address: str | None = None
     threads_per_worker: int | None = None
     memory_map_above_mb: float | None = MEMORY_MAP_ABOVE_MB
+    predictions_file: Path | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -120,18 +137,14 @@ class ReferenceSetup:
             problems.append(f"seed must be a non-negative int, got {self.seed!r}")
         if not is_int(self.reseed) or self.reseed < 0:
             problems.append(f"reseed must be a non-negative int, got {self.reseed!r}")
-        epochs = tuple(self.calibrate)
-        if any(not is_int(e) or e < 1 for e in epochs):
-            problems.append(f"calibrate must list positive epoch counts, got {list(epochs)}")
-        elif (
-            epochs
-            and self.recipe is not None  # None: a plan's settings, checked before the recipe
-            and not hasattr(getattr(self.recipe, "training", None), "epochs")
-        ):
-            problems.append(
-                f"calibrate needs a torch recipe with training epochs, got "
-                f"{type(self.recipe).__name__}"
-            )
+        values = tuple(self.calibrate)
+        if any(not is_real(v) or v <= 0 for v in values):
+            problems.append(f"calibrate must list positive numbers, got {list(values)}")
+        elif values and self.recipe is not None:  # None: a plan's settings, checked later
+            try:
+                with_param(self.recipe, self.calibrate_param, values[0])
+            except InvalidAuditInput as error:
+                problems.append(f"calibrate: {error}")
         if self.executor not in EXECUTORS:
             problems.append(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if not is_int(self.workers) or self.workers < 1:
@@ -146,7 +159,8 @@ class ReferenceSetup:
         if mapped is not None and (not is_real(mapped) or mapped < 0):
             problems.append(f"memory_map_above_mb must be a number >= 0 or None, got {mapped!r}")
         raise_if_problems("references", problems)
-        object.__setattr__(self, "calibrate", tuple(sorted({int(e) for e in epochs})))
+        unique = sorted({int(v) if float(v).is_integer() else float(v) for v in values})
+        object.__setattr__(self, "calibrate", tuple(unique))
 
     @property
     def memory_map_above(self) -> int | None:
@@ -343,8 +357,14 @@ class ReferenceEvidence:
     design: ReferenceDesign | None = None
     calibration: dict | None = None
     #: The reference models themselves (``TrainedModel``, pool order), for attacks that
-    #: read more than their answers (the white-box attack's gradients).
-    models: tuple = ()
+    #: read more than their answers (the white-box attack's gradients): a sequence that
+    #: loads each model when it is read (:class:`~miaudit.compute.pool.PoolModels`).
+    models: Sequence = ()
+    #: What trained the references (:func:`_describe_recipe`), for the report.
+    recipe: dict | None = None
+    #: Whether the user's training code gives the same model twice for one seed
+    #: (:func:`check_determinism`); None when not measured.
+    determinism: dict | None = None
 
     @property
     def n_models(self) -> int:
@@ -382,6 +402,10 @@ class ReferenceEvidence:
             out["design"] = self.design.describe()
         if self.calibration is not None:
             out["calibration"] = dict(self.calibration)
+        if self.recipe is not None:
+            out["recipe"] = dict(self.recipe)
+        if self.determinism is not None:
+            out["determinism"] = dict(self.determinism)
         reseeded = {str(m["model"]): m["attempt"] for m in self.model_info if m.get("attempt")}
         if reseeded:
             out["reseeded"] = reseeded
@@ -449,8 +473,45 @@ def query_set(name: str, dataset: Dataset, recipe: Any = None):
     return name, makers[name]()
 
 
-def _with_epochs(recipe: Any, epochs: int) -> Any:
-    return replace(recipe, training=replace(recipe.training, epochs=int(epochs)))
+def with_param(recipe: Any, param: str, value: float) -> Any:
+    """``recipe`` with one numeric setting changed: a keyword of the user's function
+    (:class:`~miaudit.models.PythonRecipe`), a training field or architecture parameter of
+    miaudit's trainer, an estimator parameter of a scikit-learn recipe.
+
+    Raises
+    ------
+    InvalidAuditInput
+        When the recipe has no such setting.
+    """
+    value = int(value) if float(value).is_integer() else float(value)
+    if hasattr(recipe, "with_params"):  # the user's code: any keyword it takes
+        params = getattr(recipe, "params", {})
+        import inspect
+
+        try:
+            accepted = inspect.signature(recipe.train_fn).parameters
+        except (TypeError, ValueError):
+            accepted = {}
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        if param not in params and param not in accepted and not open_ended:
+            raise InvalidAuditInput(
+                f"{param!r} is not an argument of the training function {recipe.name}"
+            )
+        return recipe.with_params(**{param: value})
+    training = getattr(recipe, "training", None)
+    if training is not None and hasattr(training, param):
+        return replace(recipe, training=replace(training, **{param: value}))
+    arch_params = getattr(recipe, "arch_params", None)
+    if arch_params is not None and param in arch_params:
+        return replace(recipe, arch_params={**arch_params, param: value})
+    estimator = getattr(recipe, "estimator", None)
+    if estimator is not None and param in estimator.get_params():
+        from sklearn.base import clone
+
+        return replace(recipe, estimator=clone(estimator).set_params(**{param: value}))
+    raise InvalidAuditInput(
+        f"the references' recipe ({type(recipe).__name__}) has no setting {param!r} to calibrate"
+    )
 
 
 def calibrate_epochs(
@@ -463,8 +524,9 @@ def calibrate_epochs(
     progress=None,
     answer_as=None,
 ) -> tuple[Any, dict]:
-    """Pick, among ``setup.calibrate``'s epoch counts, the one whose references best match
-    the target; return that recipe and a JSON-ready account of the choice. ``answer_as``
+    """Pick, among ``setup.calibrate``'s values of ``setup.calibrate_param`` (epoch counts
+    by default), the one whose references best match the target; return that recipe and a
+    JSON-ready account of the choice. ``answer_as``
     wraps each reference as the target's answers are wrapped (its output defenses).
 
     For each candidate a pair of references (the pool's first two models: complementary
@@ -485,8 +547,9 @@ def calibrate_epochs(
     target_loss = -target_answers.log_confidence[0, :, 0]
     target_correct = target_answers.correct[0]
     rows = []
-    for epochs in setup.calibrate:
-        recipe = _with_epochs(setup.recipe, epochs)
+    param = setup.calibrate_param
+    for value in setup.calibrate:
+        recipe = with_param(setup.recipe, param, value)
         pool = ReferencePool(
             recipe,
             dataset,
@@ -499,12 +562,13 @@ def calibrate_epochs(
             executor=setup.make_executor(),
             memory_map_above=setup.memory_map_above,
         )
-        pool.train(progress=progress)
+        pool.train(progress=progress, answer_on=[(audited, QuerySet.none(), answer_as)])
         refs = pool.observe(audited, queries=QuerySet.none(), answer_as=answer_as)
         match = measure_recipe_match(target_loss, target_correct, is_member, refs)
         rows.append(
             {
-                "epochs": int(epochs),
+                "value": value,
+                **({"epochs": value} if param == "epochs" else {}),
                 "distance": match.distance,
                 "train_accuracy": match.mean("train_accuracy"),
                 "test_accuracy": match.mean("test_accuracy"),
@@ -514,8 +578,10 @@ def calibrate_epochs(
             }
         )
     best = min(rows, key=lambda r: r["distance"])
-    return _with_epochs(setup.recipe, best["epochs"]), {
-        "chosen_epochs": best["epochs"],
+    return with_param(setup.recipe, param, best["value"]), {
+        "param": param,
+        "chosen_value": best["value"],
+        **({"chosen_epochs": best["value"]} if param == "epochs" else {}),
         "distance": best["distance"],
         "candidates": rows,
         "rule": "smallest mean of KS(member, IN loss) + KS(non-member, OUT loss) + "
@@ -556,6 +622,10 @@ def gather_reference_evidence(
     if audited_target is None and answers:
         audited_target = observe_models([target], dataset, audited, queries=queries)
     recipe, calibration = setup.recipe, None
+    if setup.predictions_file is not None:
+        return _external_evidence(
+            target, dataset, split, setup, n_models, design, query_name, queries, audited_target
+        )
     if setup.calibrate and answers:
         recipe, calibration = calibrate_epochs(
             audited_target,
@@ -578,10 +648,15 @@ def gather_reference_evidence(
         executor=setup.make_executor(),
         memory_map_above=setup.memory_map_above,
     )
-    pool.train(progress=progress)
+    population = design.population
+    # Each reference answers every question as soon as it is trained and is released:
+    # the pool holds one model at a time, and a rerun needs only the cached answers.
+    questions = [(audited, queries, answer_as)]
+    if population.size:
+        questions.append((population, queries, answer_as))
+    pool.train(progress=progress, answer_on=questions)
 
     audited_refs = pool.observe(audited, queries=queries, answer_as=answer_as)
-    population = design.population
     if population.size:
         pop_refs = pool.observe(population, queries=queries, answer_as=answer_as)
         pop_target = pool.observe_target(target, population, queries=queries) if answers else None
@@ -596,7 +671,8 @@ def gather_reference_evidence(
             [pool.model_info(k) for k in range(n_models)],
             query_name,
             design=design,
-            models=tuple(pool.models_),
+            models=pool.lazy_models(),
+            recipe=_describe_recipe(recipe),
         )
 
     def match_of(refs: Observations) -> RecipeMatch:
@@ -628,8 +704,96 @@ def gather_reference_evidence(
         match=match,
         design=design,
         calibration=calibration,
-        models=tuple(pool.models_),
+        models=pool.lazy_models(),
+        recipe=_describe_recipe(recipe),
+        determinism=check_determinism(pool, audited, queries, audited_refs, setup),
     )
+
+
+def _external_evidence(
+    target, dataset, split, setup, n_models, design, query_name, queries, audited_target
+) -> ReferenceEvidence:
+    """:func:`gather_reference_evidence` for references trained elsewhere: their answers
+    are read from ``setup.predictions_file`` and checked against the design."""
+    from miaudit.compute import observe_models
+    from miaudit.external_references import load_external_evidence
+
+    audited_refs, pop_refs, info = load_external_evidence(
+        dataset, split, setup, n_models=n_models, design=design, queries_name=query_name
+    )
+    answers = audited_target is not None
+    pop_target = None
+    if answers and design.population.size:
+        pop_target = observe_models([target], dataset, design.population, queries=queries)
+    match = None
+    if answers:
+        match = measure_recipe_match(
+            -audited_target.log_confidence[0, :, 0],
+            audited_target.correct[0],
+            split.is_member,
+            audited_refs,
+        )
+    return ReferenceEvidence(
+        audited_refs,
+        audited_target,
+        pop_refs,
+        pop_target,
+        info,
+        query_name,
+        match=match,
+        design=design,
+        recipe=_describe_recipe(setup.recipe),
+    )
+
+
+def _describe_recipe(recipe: Any) -> dict:
+    """What trained the references, as the report gives it: the user's code with its
+    files' sha256 for a :class:`~miaudit.models.PythonRecipe`, the kind and fingerprint
+    for miaudit's own recipes."""
+    describe = getattr(recipe, "describe", None)
+    if callable(describe):
+        return describe()
+    return {"kind": type(recipe).__name__, "fingerprint": recipe.fingerprint()}
+
+
+#: Records on which :func:`check_determinism` compares two trainings with one seed.
+DETERMINISM_RECORDS = 256
+
+
+def check_determinism(pool, audited, queries, audited_refs: Observations, setup) -> dict | None:
+    """Train the first reference again with its seed and compare its answers with the
+    first training's, on up to 256 audited records: whether the user's training code is
+    deterministic, reported rather than assumed. Only for recipes of user code
+    (``in_process_only``) and when ``setup.check_determinism``; miaudit's own trainers
+    are deterministic by construction and test.
+
+    Non-deterministic code still gives valid references (each is one draw of "a model like
+    the target"); what it costs is that a cached model and a retrained one differ, so the
+    report says so.
+    """
+    from miaudit.compute import observe_models
+
+    if not getattr(setup, "check_determinism", True) or not getattr(
+        pool.recipe, "in_process_only", False
+    ):
+        return None
+    records = audited[: min(DETERMINISM_RECORDS, audited.size)]
+    again = pool.recipe.train(pool.dataset, pool.training_indices(0), seed=pool.model_seed(0))
+    second = observe_models([again.model], pool.dataset, records, queries=queries)
+    first = audited_refs.scaled_logit[0, : records.size]
+    difference = float(np.max(np.abs(second.scaled_logit[0] - first)))
+    same = difference <= 1e-5
+    return {
+        "checked_records": int(records.size),
+        "max_abs_difference_scaled_logit": difference,
+        "deterministic": same,
+        "note": "two trainings of reference 0 with one seed gave the same answers"
+        if same
+        else "two trainings of reference 0 with one seed gave different answers: the "
+        "training code is not deterministic (GPU kernels, its own unseeded generators, "
+        "threads); references are still valid draws, but a cached model and a retrained "
+        "one differ",
+    }
 
 
 def reference_warnings(evidence: ReferenceEvidence, n_classes: int) -> list[str]:
@@ -649,4 +813,6 @@ def reference_warnings(evidence: ReferenceEvidence, n_classes: int) -> list[str]
         found += evidence.design.warnings()
     if evidence.match is not None:
         found += evidence.match.warnings()
+    if evidence.determinism is not None and not evidence.determinism["deterministic"]:
+        found.append(evidence.determinism["note"])
     return found

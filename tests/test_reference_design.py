@@ -444,14 +444,14 @@ def test_report_shows_the_recipe_match_table_everywhere(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "Reference models against the target" in run.stdout
-    assert "Epoch calibration: " in run.stdout and "[/]" in run.stdout
+    assert "Calibration of epochs: " in run.stdout and "[/]" in run.stdout
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     refs = report["target"]["references"]
     assert [r["model"] for r in refs["recipe_match"]["references"]] == [0, 1]
     assert refs["calibration"]["chosen_epochs"] in (5, 20)
     html = (tmp_path / "o" / "report.html").read_text()
     assert "<h2>Reference models</h2>" in html and "KS train (p)" in html
-    assert "Epoch calibration chose" in html
+    assert "Calibration of <code>epochs</code> chose" in html
 
 
 @pytest.mark.parametrize("where", ["out", "out_parent", "cache_dir"])

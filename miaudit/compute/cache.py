@@ -10,7 +10,14 @@ Layout under the cache root (default ``$MIAUDIT_CACHE``, else ``~/.cache/miaudit
 
     <key[:2]>/<key>.pt       PyTorch weights, as miaudit.models.save_torch_model writes them
     <key[:2]>/<key>.skops    scikit-learn models, written with skops
+    <key[:2]>/<key>.ubj      XGBoost models, in XGBoost's own UBJSON format
+    <key[:2]>/<key>.lgb.txt  LightGBM models, in LightGBM's own text format
     <key[:2]>/<key>.json     metadata: accuracies, seconds, seed, n_train, sha256 of the model
+
+(:mod:`miaudit.compute.model_formats` lists the formats.) A model that no format stores,
+such as a network of a class the registry does not know returned by the user's training
+function, gets a metadata entry of kind ``answers_only``: the audit reruns from its cached
+answers (:mod:`miaudit.compute.answers`) and retrains it only to answer new questions.
 
 Crash safety. Every file is written to a temporary file in the same folder, flushed to
 disk and renamed over its final name (``os.replace``, atomic on POSIX and Windows), and
@@ -45,13 +52,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from miaudit.atomic import atomic_write
+from miaudit.compute.model_formats import format_for, format_named
 from miaudit.data.dataset import Dataset
 from miaudit.errors import InvalidAuditInput
 from miaudit.models.recipes import TrainedModel, trusted_types_of
-from miaudit.models.serialization import load_torch_model, save_torch_model
 
 __all__ = [
     "CACHE_ENV",
@@ -71,6 +77,8 @@ _ENTRY_FORMAT = "miaudit.cache_entry"
 # Bump when the entry layout changes; old entries then count as missing, not corrupt.
 _ENTRY_VERSION = 1
 _KEY_VERSION = 1
+#: The kind of an entry that holds a model's facts but not the model (answers only).
+ANSWERS_ONLY = "answers_only"
 
 
 class CacheWarning(UserWarning):
@@ -232,7 +240,9 @@ class ModelCache:
 
     # ---------------------------------------------------------------- read
 
-    def get(self, key: str, *, trusted_types: Collection[str] = ()) -> CachedModel | None:
+    def get(
+        self, key: str, *, trusted_types: Collection[str] = (), load_model: bool = True
+    ) -> CachedModel | None:
         """The model stored under ``key``, or None when there is none or it is unusable.
 
         Parameters
@@ -242,6 +252,10 @@ class ModelCache:
             For a scikit-learn entry, the types beyond skops' defaults that the model may
             hold (the recipe's :meth:`~miaudit.models.SklearnRecipe.trusted_types`). An
             entry holding any other type is unusable.
+        load_model : bool
+            False reads the metadata only (accuracies, seed, sizes): ``trained.model`` is
+            then None, as it is for an entry that holds answers only (a model no format of
+            :mod:`~miaudit.compute.model_formats` stores).
 
         Unusable entries (unreadable metadata, a missing or altered model file, a model
         holding a type the caller does not trust, a model that does not load) are
@@ -257,7 +271,7 @@ class ModelCache:
         if not meta_path.is_file():
             return None
         try:
-            return self._load(key, meta_path, frozenset(trusted_types))
+            return self._load(key, meta_path, frozenset(trusted_types), load_model)
         except Exception as exc:  # any failure to read an entry means "retrain it"
             warnings.warn(
                 f"model cache entry {key[:12]}… in {str(meta_path.parent)!r} is unusable "
@@ -267,7 +281,9 @@ class ModelCache:
             )
             return None
 
-    def _load(self, key: str, meta_path: Path, trusted: frozenset[str]) -> CachedModel:
+    def _load(
+        self, key: str, meta_path: Path, trusted: frozenset[str], load_model: bool = True
+    ) -> CachedModel:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != _ENTRY_FORMAT:
             raise ValueError("not a miaudit cache entry")
@@ -276,20 +292,21 @@ class ModelCache:
                 f"entry version {meta.get('version')!r} / key {str(meta.get('key'))[:12]!r} "
                 f"do not match version {_ENTRY_VERSION} / key {key[:12]!r}"
             )
-        model_file = meta.get("model_file")
-        if model_file not in (f"{key}.pt", f"{key}.skops"):
-            raise ValueError(f"unexpected model file name {model_file!r}")
-        model_path = meta_path.parent / model_file
-        if not model_path.is_file():
-            raise ValueError(f"model file {model_file} is missing")
-        if _sha256_file(model_path) != meta.get("sha256"):
-            raise ValueError(f"model file {model_file} does not match its checksum")
-        if meta.get("kind") == "torch":
-            model, _ = load_torch_model(model_path)
-        elif meta.get("kind") == "sklearn":
-            model = self._load_sklearn(model_path, trusted)
-        else:
-            raise ValueError(f"unknown model kind {meta.get('kind')!r}")
+        kind = meta.get("kind")
+        model = None
+        model_path = meta_path
+        if kind != ANSWERS_ONLY:
+            fmt = format_named(str(kind))  # the kinds are listed in code, not in the cache
+            model_file = meta.get("model_file")
+            if model_file != f"{key}{fmt.suffix}":
+                raise ValueError(f"unexpected model file name {model_file!r}")
+            model_path = meta_path.parent / model_file
+            if not model_path.is_file():
+                raise ValueError(f"model file {model_file} is missing")
+            if load_model:
+                if _sha256_file(model_path) != meta.get("sha256"):
+                    raise ValueError(f"model file {model_file} does not match its checksum")
+                model = fmt.load(model_path, trusted)
         test_acc = meta.get("test_accuracy")
         trained = TrainedModel(
             model=model,
@@ -301,16 +318,6 @@ class ModelCache:
             privacy=_privacy(meta.get("privacy")),
         )
         return CachedModel(key=key, trained=trained, path=model_path)
-
-    @staticmethod
-    def _load_sklearn(path: Path, trusted: frozenset[str]) -> Any:
-        import skops.io as sio
-
-        untrusted = sio.get_untrusted_types(file=path)
-        refused = sorted(set(untrusted) - trusted)
-        if refused:
-            raise ValueError(f"model holds types its recipe does not trust: {refused}")
-        return sio.load(path, trusted=list(untrusted))
 
     # ---------------------------------------------------------------- write
 
@@ -344,41 +351,27 @@ class ModelCache:
         folder = self._folder(self._check_key(key))
         folder.mkdir(parents=True, exist_ok=True)
         meta: dict[str, Any] = {"format": _ENTRY_FORMAT, "version": _ENTRY_VERSION, "key": key}
-        if isinstance(trained.model, nn.Module):
-            architecture = getattr(recipe, "architecture", None)
-            if not isinstance(architecture, str):
-                raise InvalidAuditInput(
-                    f"ModelCache.put: a PyTorch model can be cached only with a recipe that "
-                    f"names its architecture (a TorchRecipe), got {type(recipe).__name__}"
-                )
-            model_path = folder / f"{key}.pt"
-            # save_torch_model writes through miaudit.atomic (flushed, then renamed).
-            save_torch_model(
-                model_path,
-                trained.model,
-                architecture=architecture,
-                arch_params=getattr(recipe, "arch_params", None),
-                input_shape=dataset.input_shape,
-                n_classes=dataset.n_classes,
-            )
-            meta["kind"] = "torch"
+        fmt = format_for(trained.model, recipe)
+        if fmt is None:
+            # No data format holds this model (a network the registry cannot rebuild, a
+            # plain callable): keep its facts; its answers go to the answer cache.
+            meta["kind"] = ANSWERS_ONLY
+            model_path = None
         else:
-            import skops.io as sio
-
-            model_path = folder / f"{key}.skops"
+            model_path = folder / f"{key}{fmt.suffix}"
             try:
-                atomic_write(model_path, lambda tmp: sio.dump(trained.model, tmp))
-            except (TypeError, NotImplementedError) as exc:
-                raise InvalidAuditInput(
-                    f"ModelCache.put: skops cannot store this {type(trained.model).__name__} "
-                    f"({exc})"
-                ) from None
-            meta["kind"] = "sklearn"
-            # For a reader's information only: get() trusts what its caller says.
-            meta["untrusted_types"] = sorted(sio.get_untrusted_types(file=model_path))
+                fmt.save(trained.model, model_path, recipe, dataset)
+            except InvalidAuditInput as exc:
+                raise InvalidAuditInput(f"ModelCache.put: {exc}") from None
+            meta["kind"] = fmt.kind
+            if fmt.kind == "sklearn":
+                import skops.io as sio
+
+                # For a reader's information only: get() trusts what its caller says.
+                meta["untrusted_types"] = sorted(sio.get_untrusted_types(file=model_path))
         meta.update(
-            model_file=model_path.name,
-            sha256=_sha256_file(model_path),
+            model_file=None if model_path is None else model_path.name,
+            sha256=None if model_path is None else _sha256_file(model_path),
             train_accuracy=float(trained.train_accuracy),
             test_accuracy=None if trained.test_accuracy is None else float(trained.test_accuracy),
             seconds=float(trained.seconds),
@@ -391,7 +384,7 @@ class ModelCache:
         text = json.dumps(meta, indent=1, sort_keys=True)
         atomic_write(folder / f"{key}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
         logger.debug("cached model %s in %s", key[:12], folder)
-        return CachedModel(key=key, trained=trained, path=model_path)
+        return CachedModel(key=key, trained=trained, path=model_path or folder / f"{key}.json")
 
 
 def train_or_load(
@@ -412,7 +405,7 @@ def train_or_load(
     key = cache_key(recipe.fingerprint(), data_fingerprint(dataset), indices, seed)
     trusted = trusted_types_of(recipe)
     found = cache.get(key, trusted_types=trusted)
-    if found is not None:
+    if found is not None and found.trained.model is not None:
         return found.trained, True
     trained = recipe.train(dataset, indices, seed=seed, **train_options)
     cache.put(key, trained, recipe, dataset)

@@ -72,7 +72,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence as _Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -89,13 +90,14 @@ from miaudit.models.recipes import Recipe, TrainedModel, check_indices, trusted_
 from miaudit.models.training import _EVAL_BATCH, predict_logits, resolve_device
 from miaudit.signals.observations import MEMORY_MAP_ABOVE_MB, OBSERVATION_DTYPE, Observations
 from miaudit.signals.table import scaled_logit_and_log_confidence
-from miaudit.targets.adapters import AccessLevel, SklearnTarget, Target, require_access
+from miaudit.targets.adapters import AccessLevel, Target, as_target, require_access
 from miaudit.validation import is_int, is_real
 
 __all__ = [
     "EVAL_SAMPLE",
     "MEMORY_MAP_ABOVE",
     "LeaveOneOut",
+    "PoolModels",
     "PoolProgress",
     "ReferencePool",
     "observe_models",
@@ -196,19 +198,14 @@ def _answerer(model: Any, n_classes: int) -> _Answerer:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         batch = _EVAL_BATCH.get(device.type, 2048)
         return _Answerer(lambda x: predict_logits(model, x, batch_size=batch), True, False, True)
-    if isinstance(model, Target):
-        if model.access >= AccessLevel.LOGITS:
-            return _Answerer(model.predict_logits, True, model.queries_by_index, False)
-        require_access(model, AccessLevel.PROBABILITIES, "reference-model attacks (LiRA, RMIA)")
-        return _Answerer(model.predict_proba, False, model.queries_by_index, False)
-    if hasattr(model, "predict_proba") and hasattr(model, "fit"):
-        return _Answerer(
-            SklearnTarget(model, n_classes=n_classes).predict_proba, False, False, False
-        )
-    raise InvalidAuditInput(
-        f"cannot query a {type(model).__name__}: pass a torch.nn.Module, a TrainedModel, a "
-        "fitted scikit-learn classifier with predict_proba, or a target adapter"
-    )
+    if not isinstance(model, Target):
+        # Any model a recipe returns: a classifier with predict_proba (scikit-learn,
+        # XGBoost, LightGBM), a callable of the user's training code.
+        model = as_target(model, n_classes=n_classes)
+    if model.access >= AccessLevel.LOGITS:
+        return _Answerer(model.predict_logits, True, model.queries_by_index, False)
+    require_access(model, AccessLevel.PROBABILITIES, "reference-model attacks (LiRA, RMIA)")
+    return _Answerer(model.predict_proba, False, model.queries_by_index, False)
 
 
 def _check_views(answerers: list[_Answerer], queries: QuerySet, dataset: Dataset) -> QuerySet:
@@ -534,11 +531,17 @@ class ReferencePool:
         self._explicit_seeds = None if explicit is None else [int(x) for x in seeds]
         self.ensemble = ensemble
         self.eval_sample = int(eval_sample)
-        if executor is None:
-            from miaudit.compute.executors import InProcessExecutor
+        from miaudit.compute.executors import InProcessExecutor
 
-            executor = InProcessExecutor()
-        self.executor = executor
+        if executor is not None and executor.remote and getattr(recipe, "in_process_only", 0):
+            logger.warning(
+                "%s trains in this process: the %s executor cannot import the user's "
+                "training code in its workers",
+                type(recipe).__name__,
+                executor.name,
+            )
+            executor = None
+        self.executor = executor if executor is not None else InProcessExecutor()
         self.memory_map_above = None if memory_map_above is None else int(memory_map_above)
 
         self._sorted = np.sort(cand)
@@ -548,6 +551,7 @@ class ReferencePool:
         self._info: list[dict] | None = None
         self._attempts: dict[int, int] = {}
         self.answers_from_cache = 0
+        self._answer_on: list[tuple] = []
 
     # ------------------------------------------------------------------ inclusion
 
@@ -692,22 +696,40 @@ class ReferencePool:
             return False
         return self.ensemble == "on" or ensemble_pays(self.recipe)
 
-    def train(self, progress: PoolProgress | None = None) -> list[TrainedModel]:
+    def train(
+        self, progress: PoolProgress | None = None, *, answer_on: Sequence[tuple] = ()
+    ) -> list[TrainedModel]:
         """Load every model the cache has, train the others (and cache them).
 
         Parameters
         ----------
         progress : callable, optional
             ``progress(done, total, info)`` after each model; see :data:`PoolProgress`.
+        answer_on : sequence of ``(records, queries, answer_as)``, optional
+            With a model cache: the questions :meth:`observe` will ask. Each model is then
+            trained (or loaded), answers them, stores its answers in the answer cache and
+            is released before the next, so that the pool never holds more than one model
+            (one ensemble group) however many it trains; a model whose answers are all
+            cached is not even loaded. :meth:`observe` reads the answers back, and
+            :meth:`load_model` brings a released model back when an attack needs it.
+            This is also how a model that no cache format can store (a network of the
+            user's own class) is audited again without retraining.
 
         Returns
         -------
         list of TrainedModel
             One per model, in model order (also kept as ``models_``). A second call
-            returns the same models without looking anything up.
+            returns the same models without looking anything up. Released models have
+            ``model`` None (their accuracies, seed and size are kept).
         """
         if self.models_ is not None:
             return list(self.models_)
+        from miaudit.compute.answers import defenses_tag
+
+        streamable = self.cache is not None and all(
+            defenses_tag(a[2] if len(a) > 2 else None) is not None for a in answer_on
+        )
+        self._answer_on = [self._question(*a) for a in answer_on] if streamable else []
         start = time.perf_counter()
         self.models_ = [None] * self.n_models  # type: ignore[list-item]
         self._info = [None] * self.n_models  # type: ignore[list-item]
@@ -754,7 +776,7 @@ class ReferencePool:
 
         missing = list(ks)
         if self.cache is not None:
-            hits = {k: self._load(self.cache, keys[k]) for k in ks}
+            hits = {k: self._load_hit(k, keys[k]) for k in ks}
             missing = [k for k in ks if hits[k] is None]
             for k, trained in hits.items():
                 if trained is not None:
@@ -771,7 +793,8 @@ class ReferencePool:
                     if self.cache is not None:
                         self.cache.put(keys[k], trained, self.recipe, self.dataset)
                     n_trained += 1
-                    report(k, trained, False, n_trained)
+                    report(k, self._answer_and_release(k, trained), False, n_trained)
+                del models
             return n_trained
         # Remote workers store what they train in the cache (a temporary one when the pool
         # has none) and return the keys.
@@ -794,7 +817,7 @@ class ReferencePool:
                             "workers share?)"
                         )
                     n_trained += 1
-                    report(k, trained, False, n_trained)
+                    report(k, self._answer_and_release(k, trained), False, n_trained)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -802,6 +825,94 @@ class ReferencePool:
 
     def _load(self, cache: ModelCache, key: str) -> TrainedModel | None:
         return load_cached_model(cache, key, self.recipe)
+
+    # ------------------------------------------------------------------ streaming
+
+    def _question(self, records, queries: QuerySet, answer_as=None) -> tuple:
+        """One of :meth:`train`'s ``answer_on`` questions, checked, with its views and the
+        text of its defenses (for the answer keys)."""
+        from miaudit.compute.answers import defenses_tag
+
+        records = check_indices(records, self.dataset.n_records, "records")
+        views = queries.for_records(self.dataset.input_shape)
+        return records, views, answer_as, defenses_tag(answer_as)
+
+    def _answer_keys(self, k: int) -> list[str]:
+        from miaudit.compute.answers import answer_key
+
+        model_key = self.model_key(k)
+        return [answer_key(model_key, r, v, tag) for r, v, _, tag in self._answer_on]
+
+    def _answers_cached(self, k: int) -> bool:
+        from miaudit.compute.answers import AnswerCache
+
+        store = AnswerCache(self.cache.root)
+        return all(
+            store.path(key).is_file() for key in self._answer_keys(k)
+        )  # read (and checked) when observe asks
+
+    def _load_hit(self, k: int, key: str) -> TrainedModel | None:
+        """A cached model: its facts only when the answers it is asked for are cached too
+        (the model is not loaded at all), else the model (answered and released)."""
+        if not self._answer_on:
+            found = self._load(self.cache, key)
+            return found if found is None or found.model is not None else None
+        trusted = trusted_types_of(self.recipe)
+        facts = self.cache.get(key, trusted_types=trusted, load_model=False)
+        if facts is None:
+            return None
+        if self._answers_cached(k):
+            return facts.trained
+        trained = self._load(self.cache, key)
+        if trained is None or trained.model is None:
+            return None  # an answers-only entry lacking answers: train it again
+        return self._answer_and_release(k, trained)
+
+    def _answer_and_release(self, k: int, trained: TrainedModel) -> TrainedModel:
+        """With :meth:`train`'s ``answer_on``: answer every question with model ``k``,
+        store the answers, and return its facts without the model (released)."""
+        if not self._answer_on:
+            return trained
+        from miaudit.compute.answers import AnswerCache
+
+        store = AnswerCache(self.cache.root)
+        for (records, views, answer_as, _), key in zip(
+            self._answer_on, self._answer_keys(k), strict=True
+        ):
+            if store.get(key, records, len(views)) is not None:
+                continue
+            model = trained.model if answer_as is None else answer_as(trained.model)
+            shape = (1, records.size, len(views))
+            phi, log_p = np.empty(shape, OBSERVATION_DTYPE), np.empty(shape, OBSERVATION_DTYPE)
+            correct = np.empty(shape[:2], dtype=bool)
+            answerer = _answerer(model, self.dataset.n_classes)
+            _answer_into([answerer], [0], self.dataset, records, views, phi, log_p, correct)
+            store.put(key, records, phi[0], log_p[0], correct[0])
+        return replace(trained, model=None)
+
+    def load_model(self, k: int) -> TrainedModel:
+        """Model ``k`` itself, for an attack that reads more than its answers: held, else
+        from the model cache, else (a model no cache format stores) trained again with its
+        seed on its records. Released again by the caller dropping it."""
+        models = self._check_trained()
+        k = self._check_model(k)
+        if models[k].model is not None:
+            return models[k]
+        if self.cache is not None:
+            found = self._load(self.cache, self.model_key(k))
+            if found is not None and found.model is not None:
+                return found
+        return self.recipe.train(
+            self.dataset,
+            self.training_indices(k),
+            seed=self.model_seed(k),
+            eval_indices=self.eval_indices(k),
+        )
+
+    def lazy_models(self) -> PoolModels:
+        """The pool's models as a sequence that loads each one when it is read
+        (:meth:`load_model`), so that iterating holds one model at a time."""
+        return PoolModels(self, tuple(range(self.n_models)))
 
     def _task(self, group: list[int], keys: dict[int, str | None]):
         """What an executor needs to train ``group`` (one model, or an ensemble group):
@@ -911,10 +1022,18 @@ class ReferencePool:
 
         models = self._check_trained()
         records = check_indices(records, self.dataset.n_records, "records")
-        if answer_as is not None:
-            models = [answer_as(m.model) for m in models]
-        answerers = [_answerer(m, self.dataset.n_classes) for m in models]
-        views = _check_views(answerers, queries, self.dataset)
+        held = [m.model is not None for m in models]
+        answerers = {
+            k: _answerer(
+                m.model if answer_as is None else answer_as(m.model), self.dataset.n_classes
+            )
+            for k, m in enumerate(models)
+            if held[k]
+        }
+        if answerers:
+            views = _check_views(list(answerers.values()), queries, self.dataset)
+        else:
+            views = queries.for_records(self.dataset.input_shape)
         shape = (len(models), records.size, len(views))
         phi, log_p = _answer_arrays(shape, self._spill_dir(shape))
         correct = np.empty(shape[:2], dtype=bool)
@@ -947,16 +1066,25 @@ class ReferencePool:
                     "path the workers share?)"
                 )
         elif missing:
-            _answer_into(
-                [answerers[k] for k in missing],
-                missing,
-                self.dataset,
-                records,
-                views,
-                phi,
-                log_p,
-                correct,
-            )
+            in_memory = [k for k in missing if held[k]]
+            if in_memory:
+                _answer_into(
+                    [answerers[k] for k in in_memory],
+                    in_memory,
+                    self.dataset,
+                    records,
+                    views,
+                    phi,
+                    log_p,
+                    correct,
+                )
+            for k in (k for k in missing if not held[k]):  # released: one at a time
+                model = self.load_model(k).model
+                one = _answerer(
+                    model if answer_as is None else answer_as(model), self.dataset.n_classes
+                )
+                _answer_into([one], [k], self.dataset, records, views, phi, log_p, correct)
+                del model, one
             if store is not None:
                 for k in missing:
                     store.put(keys[k], records, phi[k], log_p[k], correct[k])
@@ -1033,3 +1161,20 @@ class ReferencePool:
             references=observations.select_models(refs),
             reference_indices=refs,
         )
+
+
+class PoolModels(_Sequence):
+    """A pool's models, loaded one by one when read (:meth:`ReferencePool.load_model`):
+    ``for trained in pool.lazy_models()`` holds one model at a time."""
+
+    def __init__(self, pool: ReferencePool, indices: tuple[int, ...]) -> None:
+        self._pool = pool
+        self._indices = indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return PoolModels(self._pool, self._indices[item])
+        return self._pool.load_model(self._indices[item])

@@ -10,9 +10,11 @@ from miaudit.models.architectures import (
     ParamSpec,
     build_model,
     list_architectures,
+    register_architecture,
     resolve_arch_params,
 )
 from miaudit.models.augment import flip_and_shift
+from miaudit.models.python_recipe import PythonRecipe
 from miaudit.models.recipes import (
     Recipe,
     SklearnRecipe,
@@ -43,6 +45,7 @@ __all__ = [
     "ArchitectureSpec",
     "ParamSpec",
     "ProgressCallback",
+    "PythonRecipe",
     "Recipe",
     "SklearnRecipe",
     "TorchRecipe",
@@ -59,6 +62,7 @@ __all__ = [
     "load_torch_model",
     "load_torchscript_model",
     "predict_logits",
+    "register_architecture",
     "resolve_arch_params",
     "resolve_device",
     "save_sklearn_model",

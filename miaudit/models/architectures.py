@@ -30,6 +30,7 @@ __all__ = [
     "ParamSpec",
     "build_model",
     "list_architectures",
+    "register_architecture",
     "resolve_arch_params",
 ]
 
@@ -386,7 +387,7 @@ class ArchitectureSpec:
 _ACT = ParamSpec("relu", "'relu' or 'tanh'", _choice("relu", "tanh"))
 _DROPOUT = ParamSpec(0.0, "a float in [0, 1)", _fraction)
 
-ARCHITECTURES: Mapping[str, ArchitectureSpec] = MappingProxyType(
+_BUILT_IN: dict[str, ArchitectureSpec] = dict(
     {
         "mlp": ArchitectureSpec(
             name="mlp",
@@ -471,6 +472,94 @@ ARCHITECTURES: Mapping[str, ArchitectureSpec] = MappingProxyType(
         ),
     }
 )
+#: The registry: miaudit's own architectures and those registered with
+#: :func:`register_architecture`. Read-only here; it reflects later registrations.
+_REGISTRY: dict[str, ArchitectureSpec] = dict(_BUILT_IN)
+ARCHITECTURES: Mapping[str, ArchitectureSpec] = MappingProxyType(_REGISTRY)
+
+
+def _plain(value: Any) -> tuple[Any, bool]:
+    """A registered architecture's parameter: plain data (it enters cache keys and model
+    files), lists made tuples so that equal settings compare equal."""
+    if isinstance(value, list | tuple):
+        items = [_plain(v) for v in value]
+        return tuple(v for v, _ in items), all(ok for _, ok in items)
+    return value, value is None or isinstance(value, bool | int | float | str)
+
+
+def register_architecture(
+    name: str,
+    builder: Callable[..., nn.Module],
+    *,
+    params: Mapping[str, Any] | None = None,
+    description: str = "",
+    replace: bool = False,
+) -> None:
+    """Make your own network buildable by name, like miaudit's own.
+
+    Registered, a network can be named by a :class:`~miaudit.models.TorchRecipe` (trained
+    by miaudit's trainer) or by a :class:`~miaudit.models.PythonRecipe` whose training
+    function returns it (``architecture=name``), and its models are cached as weights
+    (``state_dict``, loaded with ``weights_only=True``) instead of being retrained.
+
+    Parameters
+    ----------
+    name : str
+        Registry key (letters, digits, ``_``, ``-``, ``.``); miaudit's own names cannot be
+        replaced.
+    builder : callable
+        ``builder(input_shape, n_classes, **params) -> torch.nn.Module`` returning logits
+        for a float32 batch ``(n, *input_shape)``. Weights are drawn from PyTorch's global
+        generator, which :func:`build_model` seeds.
+    params : mapping, optional
+        Each parameter the builder takes, with its default (plain data: numbers, strings,
+        booleans, tuples). Default: the builder's keyword parameters that have defaults.
+    description : str
+        One line for :func:`list_architectures`.
+    replace : bool
+        Allow replacing an earlier registration under ``name`` by another builder.
+        Registering the same builder again (a module imported twice) is always allowed.
+
+    Raises
+    ------
+    InvalidAuditInput
+        A bad name, a built-in name, a name taken by another builder, or parameters that
+        are not plain data.
+    """
+    import inspect
+    import re
+
+    problems = []
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        problems.append(f"name must be 1 to 64 letters, digits, '_', '-' or '.', got {name!r}")
+    elif name in _BUILT_IN:
+        problems.append(f"{name!r} is one of miaudit's own architectures; choose another name")
+    if not callable(builder):
+        problems.append(f"builder must be callable, got {type(builder).__name__}")
+    if params is None and callable(builder):
+        signature = inspect.signature(builder)
+        params = {
+            p.name: p.default
+            for p in list(signature.parameters.values())[2:]
+            if p.default is not inspect.Parameter.empty
+        }
+    specs = {}
+    for pname, default in dict(params or {}).items():
+        value, ok = _plain(default)
+        if not ok:
+            problems.append(f"parameter {pname!r}: default {default!r} is not plain data")
+        specs[pname] = ParamSpec(value, "plain data (numbers, strings, tuples)", _plain)
+    existing = _REGISTRY.get(name) if isinstance(name, str) else None
+    if existing is not None and existing.builder is not builder and not replace:
+        problems.append(f"{name!r} is already registered with another builder; pass replace=True")
+    raise_if_problems("register_architecture", problems)
+    _REGISTRY[name] = ArchitectureSpec(
+        name=name,
+        description=description or f"registered: {getattr(builder, '__qualname__', name)}",
+        params=MappingProxyType(specs),
+        check_shape=_any_shape,
+        builder=builder,
+    )
 
 
 def list_architectures() -> dict[str, dict[str, Any]]:

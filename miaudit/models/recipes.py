@@ -115,7 +115,11 @@ def trusted_types_of(recipe: Any) -> frozenset[str]:
     """The types beyond skops' defaults a cached model of ``recipe`` may hold: its
     ``trusted_types()`` when it defines one (see :class:`Recipe`), else none."""
     method = getattr(recipe, "trusted_types", None)
-    return frozenset(method()) if callable(method) else frozenset()
+    if callable(method):
+        return frozenset(method())
+    if isinstance(method, set | frozenset | tuple | list):  # PythonRecipe(trusted_types=...)
+        return frozenset(method)
+    return frozenset()
 
 
 def check_indices(indices: Any, n_records: int, name: str = "indices") -> np.ndarray:
@@ -362,6 +366,9 @@ class SklearnRecipe:
     """
 
     estimator: Any
+    #: Further types its cached models may hold, beyond the estimator's classes and
+    #: scikit-learn's fitted state (e.g. a third-party estimator's internals).
+    extra_trusted_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         missing = [m for m in ("get_params", "fit", "predict") if not hasattr(self.estimator, m)]
@@ -378,7 +385,11 @@ class SklearnRecipe:
         """Types a model of this recipe may hold beyond skops' defaults: the template's
         estimator classes and :data:`FITTED_STATE_TYPES`. The model cache loads nothing
         else, whatever its metadata says."""
-        return FITTED_STATE_TYPES | _estimator_types(self.estimator)
+        return (
+            FITTED_STATE_TYPES
+            | _estimator_types(self.estimator)
+            | frozenset(self.extra_trusted_types)
+        )
 
     def fingerprint(self) -> str:
         """sha256 hex digest of the estimator's class and parameters.

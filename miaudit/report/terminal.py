@@ -133,11 +133,11 @@ def print_summary(
     if refs.get("recipe_match") is not None:
         console.print(_match_table(refs["recipe_match"]))
     if (calibration := refs.get("calibration")) is not None:
-        tried = ", ".join(f"{c['epochs']} ({c['distance']:.3f})" for c in calibration["candidates"])
+        tried = ", ".join(f"{c['value']} ({c['distance']:.3f})" for c in calibration["candidates"])
         console.print(
             Text(
-                f"Epoch calibration: {calibration['chosen_epochs']} epochs "
-                f"(epochs tried, distance: {tried})"
+                f"Calibration of {calibration['param']}: {calibration['chosen_value']} "
+                f"(values tried, distance: {tried})"
             )
         )
     verdict = report["verdict"]

@@ -433,29 +433,71 @@ class PrecomputedTarget:
         return rows if self.access == AccessLevel.LABEL_ONLY else rows.argmax(axis=1)
 
 
-def as_target(model, *, n_classes: int, access: AccessLevel | str | None = None) -> Target:
-    """Wrap a raw model (PyTorch module, scikit-learn estimator, callable) as a target.
+def as_target(
+    model: Any,
+    *,
+    n_classes: int,
+    access: AccessLevel | str | None = None,
+    description: str = "",
+) -> Target:
+    """Wrap a raw model as a target: the adapter for a trained model of any form a recipe
+    returns: a network
+    (:class:`TorchTarget`, white-box), a fitted classifier with ``predict_proba``
+    (:class:`SklearnTarget`: scikit-learn, XGBoost, LightGBM, CatBoost), or a callable with
+    its output kind (:class:`~miaudit.models.python_recipe.AnsweringFunction`,
+    :class:`CallableTarget`). A target adapter is returned as it is.
 
-    Already-wrapped targets pass through unchanged.
+    ``access`` lowers the model's own access level (None keeps it).
     """
+    import torch
+
+    from miaudit.models.python_recipe import AnsweringFunction
+
     if isinstance(
-        model, (TorchTarget, SklearnTarget, CallableTarget, LabelOnlyTarget, PrecomputedTarget)
+        model, TorchTarget | SklearnTarget | CallableTarget | LabelOnlyTarget | PrecomputedTarget
     ):
         return model
-    try:
-        import torch
-
-        if isinstance(model, torch.nn.Module):
-            return TorchTarget(model, n_classes=n_classes, access=access or AccessLevel.WHITE_BOX)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    if hasattr(model, "predict") and hasattr(model, "fit"):
+    if isinstance(model, torch.nn.Module):
+        return TorchTarget(
+            model,
+            n_classes=n_classes,
+            access=access or AccessLevel.WHITE_BOX,
+            description=description,
+        )
+    if isinstance(model, AnsweringFunction):
+        target = CallableTarget(
+            model, n_classes=n_classes, output=model.output, description=description
+        )
+    elif hasattr(model, "predict") and (
+        hasattr(model, "predict_proba") or access in ("label_only", AccessLevel.LABEL_ONLY)
+    ):
         if access is not None and AccessLevel.parse(access) == AccessLevel.LABEL_ONLY:
             return LabelOnlyTarget(SklearnTarget(model, n_classes=n_classes, access="label_only"))
-        return SklearnTarget(model, n_classes=n_classes)
-    if callable(model):
-        return CallableTarget(model, n_classes=n_classes)
-    raise InvalidAuditInput(
-        f"cannot audit a {type(model).__name__}: pass a torch.nn.Module, a scikit-learn "
-        "classifier, a callable returning probabilities, or a target adapter"
-    )
+        if not hasattr(model, "get_params"):
+            target = CallableTarget(
+                lambda x: model.predict_proba(np.asarray(x).reshape(len(x), -1)),
+                n_classes=n_classes,
+                output="probabilities",
+                description=description or f"{type(model).__name__}.predict_proba",
+            )
+        else:
+            target = SklearnTarget(model, n_classes=n_classes, description=description)
+    elif callable(model):
+        target = CallableTarget(model, n_classes=n_classes, description=description)
+    else:
+        raise InvalidAuditInput(
+            f"cannot audit a {type(model).__name__}: pass a torch.nn.Module, a fitted "
+            "classifier with predict_proba, a callable returning logits or probabilities, "
+            "or a target adapter"
+        )
+    if access is not None and AccessLevel.parse(access) < target.access:
+        if AccessLevel.parse(access) == AccessLevel.LABEL_ONLY:
+            return LabelOnlyTarget(target)
+        inner = target  # logits lowered to probabilities
+        return CallableTarget(
+            lambda x: _softmax(inner.predict_logits(x)),
+            n_classes=n_classes,
+            output="probabilities",
+            description=inner.description,
+        )
+    return target
