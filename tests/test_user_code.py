@@ -358,3 +358,67 @@ def test_user_code_that_raises_shows_its_own_traceback(tmp_path, capsys):
     assert "Traceback" in err and "my loop is broken" in err and 'train.py", line' in err
     assert "seed 0" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_calibration_tries_any_argument_of_the_users_function(tmp_path, digits):
+    """references.calibrate on the user's own 'epochs': the value whose references match
+    the target best is kept (here the target's own, 40, against 2 and 400)."""
+    from miaudit.audit import run_audit
+    from miaudit.references import ReferenceSetup
+    from miaudit.targets import TorchTarget
+
+    data, split = digits
+    recipe = PythonRecipe(_train_net, params={"epochs": 40})
+    model = recipe.train(data, split.members, seed=11).model
+    target = TorchTarget(model, n_classes=10, access="logits")
+    setup = ReferenceSetup(
+        recipe=PythonRecipe(_train_net, params={"epochs": 2}),
+        cache_dir=tmp_path,
+        calibrate=(2, 40, 400),
+        calibrate_param="epochs",
+        population_size=300,
+    )
+    result = run_audit(target, data, split, attacks=["loss", {"name": "rmia"}], references=setup)
+    calibration = result.target["references"]["calibration"]
+    assert calibration["param"] == "epochs" and calibration["chosen_value"] == 40
+    assert [c["value"] for c in calibration["candidates"]] == [2, 40, 400]
+    with pytest.raises(InvalidAuditInput, match="'momentum' is not an argument"):
+        ReferenceSetup(recipe=recipe, calibrate=(0.9,), calibrate_param="momentum")
+
+
+def test_a_callable_returned_by_the_users_function_is_queried_as_it_answers(digits):
+    """A plain function of records (logits here, detected) is a model too."""
+    from miaudit.compute import observe_models
+
+    data, split = digits
+
+    def train_linear(x, y, *, seed):
+        w = np.linalg.lstsq(x, np.eye(10)[y], rcond=None)[0]
+        return lambda records: 5 * (np.asarray(records) @ w)  # logits, not probabilities
+
+    trained = PythonRecipe(train_linear).train(data, split.members, seed=0)
+    assert trained.model.output == "logits"
+    assert trained.train_accuracy > 0.9
+    answers = observe_models([trained], data, split.audited[:20], queries=QuerySet.none())
+    assert answers.scaled_logit.shape == (1, 20, 1) and np.isfinite(answers.scaled_logit).all()
+
+
+def test_lightgbm_from_yaml_by_import_path(tmp_path):
+    pytest.importorskip("lightgbm")
+    config = {
+        "dataset": "breast_cancer",
+        "split": {"members": 150, "nonmembers": 150, "population": 200, "seed": 0},
+        "target": {
+            "sklearn": {
+                "estimator": "lightgbm.LGBMClassifier",
+                "params": {"n_estimators": 50, "n_jobs": 1, "verbose": -1},
+            }
+        },
+        "attacks": ["loss", {"name": "rmia", "num_references": 2}],
+        "references": {"cache_dir": "cache"},
+    }
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["--quiet", "audit", str(path), "--out", str(tmp_path / "o"), "--trust-code"]) == 0
+    assert list((tmp_path / "cache").glob("??/*.lgb.txt"))
+    assert not list((tmp_path / "cache").glob("??/*.skops"))
