@@ -8,7 +8,9 @@ one, never a torn one, and another process sharing the folder sees the same.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,18 @@ def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            from miaudit.errors import InvalidAuditInput
+
+            free = shutil.disk_usage(final.parent).free
+            raise InvalidAuditInput(
+                f"no space left on the device of {str(final.parent)!r} while writing "
+                f"{final.name!r} ({free / 2**20:.0f} MiB free); free some space or point "
+                "the cache (MIAUDIT_CACHE, references.cache_dir) or --out elsewhere"
+            ) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

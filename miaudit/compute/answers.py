@@ -75,7 +75,8 @@ class AnswerCache:
                 ids, phi, log_p, correct = (
                     entry[k] for k in ("records", "phi", "log_p", "correct")
                 )
-        except (OSError, ValueError, KeyError):
+        except Exception as exc:  # truncated (BadZipFile), corrupt, not an .npz at all
+            self._discard(path, f"{type(exc).__name__}: {exc}")
             return None
         n = records.size
         valid = (
@@ -88,7 +89,25 @@ class AnswerCache:
             and np.isfinite(phi).all()
             and np.isfinite(log_p).all()
         )
-        return (phi, log_p, correct) if valid else None
+        if not valid:
+            self._discard(path, "its arrays are not the answers asked for")
+            return None
+        return phi, log_p, correct
+
+    @staticmethod
+    def _discard(path: Path, why: str) -> None:
+        """An unusable entry is reported, deleted and recomputed by the caller."""
+        import warnings
+
+        from miaudit.compute.cache import CacheWarning
+
+        warnings.warn(
+            f"answer cache entry {path.name[:12]}… in {str(path.parent)!r} is unusable "
+            f"({why}); it was deleted and will be recomputed",
+            CacheWarning,
+            stacklevel=3,
+        )
+        path.unlink(missing_ok=True)
 
     def put(
         self, key: str, records: np.ndarray, phi: np.ndarray, log_p: np.ndarray, correct

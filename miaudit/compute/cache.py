@@ -47,6 +47,7 @@ import os
 import time
 import warnings
 from collections.abc import Collection
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,41 @@ class ModelCache:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.metadata_path(key).is_file()
 
+    @contextmanager
+    def lock(self, keys: Collection[str]):
+        """Hold the entries ``keys`` against other processes while they are trained: a
+        second audit sharing the cache waits here, then finds the first's models instead
+        of training them again. Locks are ``flock`` locks on ``<key>.lock`` files (released
+        by the OS when a process dies, so a killed audit never leaves a lock held)."""
+        import fcntl
+
+        handles = []
+        try:
+            for key in sorted(set(keys)):
+                folder = self._folder(self._check_key(key))
+                folder.mkdir(parents=True, exist_ok=True)
+                handle = open(folder / f"{key}.lock", "a+b")
+                handles.append(handle)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            yield
+        finally:
+            for handle in handles:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.close()
+
+    def remove_stale_temporaries(self, folder: Path, older_than_s: float = 3600.0) -> int:
+        """Delete the temporary files (``.*.tmp``) a killed writer left in ``folder`` more
+        than ``older_than_s`` ago (a live writer's are seconds old); return how many."""
+        now, removed = time.time(), 0
+        for path in folder.glob(".*.tmp"):
+            try:
+                if now - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
     def keys(self) -> list[str]:
         """Keys of every entry whose metadata exists (not checked for corruption)."""
         if not self.root.is_dir():
@@ -350,6 +386,7 @@ class ModelCache:
         """
         folder = self._folder(self._check_key(key))
         folder.mkdir(parents=True, exist_ok=True)
+        self.remove_stale_temporaries(folder)
         meta: dict[str, Any] = {"format": _ENTRY_FORMAT, "version": _ENTRY_VERSION, "key": key}
         fmt = format_for(trained.model, recipe)
         if fmt is None:
@@ -404,9 +441,10 @@ def train_or_load(
     """
     key = cache_key(recipe.fingerprint(), data_fingerprint(dataset), indices, seed)
     trusted = trusted_types_of(recipe)
-    found = cache.get(key, trusted_types=trusted)
-    if found is not None and found.trained.model is not None:
-        return found.trained, True
-    trained = recipe.train(dataset, indices, seed=seed, **train_options)
-    cache.put(key, trained, recipe, dataset)
+    with cache.lock([key]):  # another audit training this model: wait, then reuse it
+        found = cache.get(key, trusted_types=trusted)
+        if found is not None and found.trained.model is not None:
+            return found.trained, True
+        trained = recipe.train(dataset, indices, seed=seed, **train_options)
+        cache.put(key, trained, recipe, dataset)
     return trained, False

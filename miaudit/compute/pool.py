@@ -788,13 +788,24 @@ class ReferencePool:
             return 0
         tasks = [self._task(group, keys) for group in groups]
         if not self.executor.remote:
-            for i, models in self.executor.run(self.recipe, self.dataset, tasks, self.cache):
-                for k, trained in zip(groups[i], models, strict=True):
+            for group, task in zip(groups, tasks, strict=True):
+                with self._locked(task.keys):
+                    # Another audit sharing the cache may have trained them meanwhile.
                     if self.cache is not None:
-                        self.cache.put(keys[k], trained, self.recipe, self.dataset)
-                    n_trained += 1
-                    report(k, self._answer_and_release(k, trained), False, n_trained)
-                del models
+                        found = {k: self._load_hit(k, keys[k]) for k in group}
+                        if all(t is not None for t in found.values()):
+                            for k in group:
+                                report(k, found[k], True, n_trained)
+                            continue
+                    for _, models in self.executor.run(
+                        self.recipe, self.dataset, [task], self.cache
+                    ):
+                        for k, trained in zip(group, models, strict=True):
+                            if self.cache is not None:
+                                self.cache.put(keys[k], trained, self.recipe, self.dataset)
+                            n_trained += 1
+                            report(k, self._answer_and_release(k, trained), False, n_trained)
+                        del models
             return n_trained
         # Remote workers store what they train in the cache (a temporary one when the pool
         # has none) and return the keys.
@@ -825,6 +836,12 @@ class ReferencePool:
 
     def _load(self, cache: ModelCache, key: str) -> TrainedModel | None:
         return load_cached_model(cache, key, self.recipe)
+
+    def _locked(self, keys):
+        """The cache's lock on ``keys`` (no lock without a cache)."""
+        from contextlib import nullcontext
+
+        return nullcontext() if self.cache is None else self.cache.lock(keys)
 
     # ------------------------------------------------------------------ streaming
 
