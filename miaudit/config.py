@@ -427,7 +427,8 @@ class UnlearningSection(_Section):
     #: A given list of records to delete (dataset indices, all of them members).
     indices: list[StrictInt] | None = None
     methods: list[UnlearningMethod] = Field(
-        default_factory=lambda: [UnlearningMethod(name="retrain"), UnlearningMethod(name="sisa")]
+        default_factory=lambda: [UnlearningMethod(name="retrain"), UnlearningMethod(name="sisa")],
+        min_length=1,
     )
     attacks: list[Literal["loss", "confidence", "entropy", "modified_entropy", "gap"]] = Field(
         default_factory=lambda: ["loss", "gap"]
@@ -511,8 +512,8 @@ class ExperimentConfig(_DataFile):
     records: StrictInt | None = Field(default=None, ge=20)
     recipe: RecipeSection
     attacks: list[str | AttackEntry] | None = None
-    n_references: StrictInt = Field(ge=1)
-    n_targets: StrictInt = Field(default=1, ge=1)
+    n_references: StrictInt = Field(ge=1, le=10_000)
+    n_targets: StrictInt = Field(default=1, ge=1, le=10_000)
     queries: Literal["auto", "none", "flips", "flips_and_shifts"] = "auto"
     cache_dir: Path | None = None
     population_size: StrictInt | None = Field(default=None, gt=0)

@@ -89,6 +89,10 @@ def run_experiment(
             "record of a self-audit is audited; run them with miaudit audit"
         )
     recipe = _torch_recipe(config.recipe, where="recipe")
+    if config.cache_dir is not None:
+        from miaudit.validation import check_writable_dir
+
+        check_writable_dir(config.cache_dir, "cache_dir")
     notify(f"loading data set {config.dataset.name}")
     full = load_dataset(config.dataset.name, data_dir=data_dir or config.data_dir)
     dataset, indices = _subset(full, config.records, config.seed)

@@ -447,9 +447,17 @@ def _precomputed_target(section: TargetSection, dataset: Dataset) -> tuple[Targe
 
     path = Path(section.predictions_file)
     kind = predictions_kind(path, section.output)
-    with np.load(path, allow_pickle=False) as archive:
-        outputs = archive[kind]
-        ids = archive["record_ids"] if "record_ids" in archive.files else None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            outputs = archive[kind]
+            ids = archive["record_ids"] if "record_ids" in archive.files else None
+    except ValueError as error:  # an object array: it would need pickle
+        raise InvalidAuditInput(
+            f"target.predictions_file {str(path)!r}: {kind} cannot be read without "
+            f"unpickling ({error}); save plain numeric arrays"
+        ) from None
+    if ids is not None:
+        _check_record_ids(path, ids, dataset.n_records)
     if ids is None and len(outputs) != dataset.n_records:
         raise InvalidAuditInput(
             f"target.predictions_file {str(path)!r}: {len(outputs)} rows of {kind} for a data "
@@ -478,6 +486,31 @@ def _precomputed_target(section: TargetSection, dataset: Dataset) -> tuple[Targe
 
             target = LabelOnlyTarget(target)
     return target, {"origin": f"precomputed {kind} from {path.name}"}
+
+
+def _check_record_ids(path: Path, ids: np.ndarray, n_records: int) -> None:
+    """``record_ids`` must name distinct records of the data set; ids that look 1-based
+    (1 to n, no 0) are refused with that guess, since every row would otherwise be
+    attributed to the wrong record."""
+    where = f"target.predictions_file {str(path)!r}: record_ids"
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise InvalidAuditInput(f"{where} must be 1-d integers, got {ids.dtype} {ids.shape}")
+    if ids.size == 0:
+        raise InvalidAuditInput(f"{where} is empty")
+    low, high = int(ids.min()), int(ids.max())
+    if high == n_records and low >= 1 and 0 not in ids:
+        raise InvalidAuditInput(
+            f"{where} run from {low} to {high} for a data set of {n_records} records: they "
+            "look 1-based; miaudit's record ids are 0-based (row i of the data set is id i), "
+            "so subtract 1"
+        )
+    if low < 0 or high >= n_records:
+        bad = int(np.count_nonzero((ids < 0) | (ids >= n_records)))
+        raise InvalidAuditInput(
+            f"{where}: {bad} ids outside [0, {n_records}) (smallest {low}, largest {high})"
+        )
+    if (repeated := ids.size - np.unique(ids).size) > 0:
+        raise InvalidAuditInput(f"{where}: {repeated} ids appear more than once")
 
 
 def build_reference_setup(

@@ -292,6 +292,13 @@ def design_sizes(
             f"least {need} records or a smaller train_size"
         )
     reserve = 0 if need == 0 else max(need, min(2 * need, n_population - need))
+    if population_size is not None and population_size > n_population - reserve:
+        raise InvalidAuditInput(
+            f"references.population_size: {population_size} population records asked for "
+            f"RMIA, but split.population holds {n_population}"
+            + (f", {reserve} of them set aside to top training sets up" if reserve else "")
+            + f"; give at most {n_population - reserve}, or leave it out (all of them)"
+        )
     limit = population_size or DEFAULT_POPULATION_SIZE
     return DesignSizes(size, reserve, min(n_population - reserve, limit))
 

@@ -51,6 +51,17 @@ def check_writable_dir(path: Any, field: str) -> None:
         )
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InvalidAuditInput(f"{field}: {str(probe)!r} is not writable")
+    # Permission bits do not tell everything (root, read-only mounts, /proc): write a file.
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".miaudit-probe-", dir=probe)
+    except OSError as error:
+        raise InvalidAuditInput(
+            f"{field}: nothing can be written under {str(probe)!r} ({error.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def check_readable_file(path: Any, field: str) -> None:

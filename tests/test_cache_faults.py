@@ -123,3 +123,39 @@ def test_two_audits_on_one_cache_train_each_model_once(tmp_path):
     assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
     trained = [json.loads(out.strip().splitlines()[-1])["trained"] for out, _ in outputs]
     assert sum(trained) == 4, trained  # four models, each trained by one of the two
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (Linux)")
+def test_folders_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
+    import yaml
+
+    from miaudit.cli import main
+
+    audit = tmp_path / "audit.yaml"
+    audit.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "digits",
+                "split": {"members": 100, "nonmembers": 100},
+                "target": {"sklearn": {"estimator": "LogisticRegression"}},
+                "attacks": ["loss"],
+            }
+        )
+    )
+    # Permission bits say yes for root; writing says no.
+    assert main(["audit", str(audit), "--out", "/proc/miaudit_out"]) == 2
+    assert "--out: nothing can be written under '/proc'" in capsys.readouterr().err
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "digits",
+                "recipe": {"architecture": "mlp", "training": {"epochs": 1}},
+                "n_references": 2,
+                "cache_dir": "/proc/miaudit_cache",
+            }
+        )
+    )
+    assert main(["experiment", str(experiment), "--out", str(tmp_path / "o")]) == 2
+    assert "cache_dir: nothing can be written" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

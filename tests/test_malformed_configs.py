@@ -191,6 +191,51 @@ CORPUS: dict[str, tuple[object, str]] = {
         {**_with("references", {"cachedir": "x"}), "attacks": ["lira"]},
         "cachedir",
     ),
+    "epochs beyond any sense": (
+        _with("target.recipe.training", {"epochs": 10**20}),
+        "epochs must be at most 1,000,000",
+    ),
+    "population size beyond the population": (
+        {
+            **_with("references", {"population_size": 100_000_000}),
+            "attacks": ["rmia"],
+            "split": {"members": 200, "nonmembers": 200, "population": 300},
+        },
+        "references.population_size: 100000000 .* holds 300",
+    ),
+    "python recipe without trust": (
+        _with("target.recipe", {"python": "train.py:train"}),
+        "does not exist|--trust-code",
+    ),
+    "estimator by import path without trust": (
+        _with("target", {"sklearn": {"estimator": "xgboost.XGBClassifier"}}),
+        "--trust-code",
+    ),
+    "recipe with python and sklearn": (
+        _with(
+            "references",
+            {"recipe": {"python": "t.py:f", "sklearn": {"estimator": "SVC"}}},
+        ),
+        "python or sklearn",
+    ),
+    "references predictions and recipe": (
+        {
+            **_with(
+                "references",
+                {"predictions_file": "refs.npz", "recipe": {"architecture": "mlp"}},
+            ),
+            "attacks": ["rmia"],
+        },
+        "recipe .* or predictions_file",
+    ),
+    "calibrate an unknown setting": (
+        {
+            **_with("references", {"calibrate": {"param": "warp_speed", "values": [1, 2]}}),
+            "attacks": ["lira"],
+            "split": {"members": 200, "nonmembers": 200, "population": 300},
+        },
+        "warp_speed",
+    ),
 }
 
 #: Cases that need files made by the test: name -> expected message.

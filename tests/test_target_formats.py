@@ -388,3 +388,60 @@ def test_http_answers_a_record_asked_again_from_memory(trained):
         assert plain.queries_used == 20 and plain.answered_from_memory == 0
     with pytest.raises(InvalidAuditInput, match="memoize"):
         HttpPredictor(api.url, memoize="yes")
+
+
+@pytest.mark.parametrize(
+    ("make_ids", "message"),
+    [
+        (lambda n: np.arange(1, n + 1), "look 1-based"),
+        (lambda n: np.concatenate([[-1], np.arange(1, 40)]), "outside [0, 1797)"),
+        (lambda n: np.arange(n - 20, n + 20), "outside [0, 1797)"),
+        (lambda n: np.concatenate([np.arange(30), [5, 6]]), "2 ids appear more than once"),
+    ],
+)
+def test_predictions_record_ids_are_checked(trained, capsys, make_ids, message):
+    folder, data = trained["folder"], trained["data"]
+    ids = make_ids(data.n_records)
+    np.savez(folder / "ids.npz", probabilities=np.full((ids.size, 10), 0.1), record_ids=ids)
+    assert _audit(folder, {"predictions_file": "ids.npz"}, "ids") == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (folder / "ids").exists()
+
+
+def test_predictions_held_as_objects_are_refused_without_unpickling(trained, capsys):
+    folder = trained["folder"]
+    rows = np.empty(trained["data"].n_records, dtype=object)
+    rows[:] = [[0.1] * 10 for _ in range(rows.size)]
+    np.savez(folder / "objects.npz", probabilities=rows)
+    assert _audit(folder, {"predictions_file": "objects.npz"}, "objects") == 2
+    err = capsys.readouterr().err
+    assert "without unpickling" in err or "pickle" in err
+    assert not (folder / "objects").exists()
+
+
+def test_onnx_graph_with_several_candidate_outputs_asks_which(trained, tmp_path):
+    from miaudit.targets.onnx import OnnxTarget
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            logits = self.model(x)
+            return logits, 2 * logits
+
+    torch.onnx.export(
+        TwoHeads(trained["model"]),
+        (torch.zeros(2, 64),),
+        str(tmp_path / "two.onnx"),
+        dynamo=False,
+        input_names=["records"],
+        output_names=["head_a", "head_b"],
+        dynamic_axes={"records": {0: "n"}},
+    )
+    with pytest.raises(InvalidAuditInput, match=r"2 outputs .*'head_a', 'head_b'.*output_name"):
+        OnnxTarget(tmp_path / "two.onnx", n_classes=10)
+    chosen = OnnxTarget(tmp_path / "two.onnx", n_classes=10, output_name="head_b")
+    assert chosen.predict_logits(trained["data"].x[:3]).shape == (3, 10)

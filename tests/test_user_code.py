@@ -422,3 +422,33 @@ def test_lightgbm_from_yaml_by_import_path(tmp_path):
     assert main(["--quiet", "audit", str(path), "--out", str(tmp_path / "o"), "--trust-code"]) == 0
     assert list((tmp_path / "cache").glob("??/*.lgb.txt"))
     assert not list((tmp_path / "cache").glob("??/*.skops"))
+
+
+def test_a_reference_that_fails_keeps_the_others_work(tmp_path, digits):
+    """The third reference's training raises: the error names it and its seed, and the two
+    trained before are in the cache, so a rerun trains only what is missing."""
+    data, split = digits
+    attempts = []
+
+    def flaky(x, y, *, seed, fail_on=2):
+        attempts.append(seed)
+        if len(attempts) == fail_on + 1:
+            raise MemoryError("out of memory (pretend)")
+        return _train_net(x, y, seed=seed, epochs=5)
+
+    recipe = PythonRecipe(flaky, params={"fail_on": 2}, code_version="flaky")
+    cache = ModelCache(tmp_path)
+    pool = ReferencePool(recipe, data, split.audited, n_models=4, cache=cache)
+    with pytest.raises(UserCodeError, match=r"pool model 2 of 4: .*seed \d+: out of memory"):
+        pool.train(answer_on=[(split.audited, QuerySet.none(), None)])
+    assert len(list(tmp_path.glob("??/*.json"))) == 2
+    attempts.clear()
+    again = ReferencePool(
+        PythonRecipe(flaky, params={"fail_on": 2}, code_version="flaky"),
+        data,
+        split.audited,
+        n_models=4,
+        cache=cache,
+    )
+    again.train(answer_on=[(split.audited, QuerySet.none(), None)])
+    assert len(attempts) == 2  # only the two that were missing

@@ -797,9 +797,7 @@ class ReferencePool:
                             for k in group:
                                 report(k, found[k], True, n_trained)
                             continue
-                    for _, models in self.executor.run(
-                        self.recipe, self.dataset, [task], self.cache
-                    ):
+                    for _, models in self._run_naming_models(task, group):
                         for k, trained in zip(group, models, strict=True):
                             if self.cache is not None:
                                 self.cache.put(keys[k], trained, self.recipe, self.dataset)
@@ -836,6 +834,19 @@ class ReferencePool:
 
     def _load(self, cache: ModelCache, key: str) -> TrainedModel | None:
         return load_cached_model(cache, key, self.recipe)
+
+    def _run_naming_models(self, task, group: list[int]):
+        """The executor's run of one task; a failure of the user's training code names
+        the pool's models it was training (their work before is already cached)."""
+        from miaudit.errors import UserCodeError
+
+        try:
+            yield from self.executor.run(self.recipe, self.dataset, [task], self.cache)
+        except UserCodeError as error:
+            which = ", ".join(map(str, group))
+            raise UserCodeError(
+                f"pool model {which} of {self.n_models}: {error}"
+            ) from error.__cause__
 
     def _locked(self, keys):
         """The cache's lock on ``keys`` (no lock without a cache)."""

@@ -45,10 +45,9 @@ from miaudit.models.architectures import build_model, resolve_arch_params
 from miaudit.models.recipes import (
     _RECIPE_FORMAT,
     TrainedModel,
-    _check_seed,
     _jsonable,
     _sha256_json,
-    check_indices,
+    checked_training_inputs,
 )
 from miaudit.models.training import ProgressCallback, predict_logits
 from miaudit.models.user_code import check_call, function_code
@@ -278,11 +277,7 @@ class PythonRecipe:
             The function raised (its exception is the cause) or returned something that is
             not a model.
         """
-        seed = _check_seed(seed)
-        idx = check_indices(indices, dataset.n_records)
-        eval_idx = None
-        if eval_indices is not None:
-            eval_idx = check_indices(eval_indices, dataset.n_records, "eval_indices")
+        seed, idx, eval_idx = checked_training_inputs(dataset, indices, seed, eval_indices)
         x, y = dataset.x[idx], dataset.y[idx]
         start = time.perf_counter()
         with seeded(seed):

@@ -159,6 +159,19 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def checked_training_inputs(
+    dataset: Dataset, indices: Any, seed: Any, eval_indices: Any = None
+) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """What every recipe's ``train`` checks first: the seed, the training records and the
+    evaluation records, as ``(seed, indices, eval_indices)``."""
+    seed = _check_seed(seed)
+    idx = check_indices(indices, dataset.n_records)
+    eval_idx = None
+    if eval_indices is not None:
+        eval_idx = check_indices(eval_indices, dataset.n_records, "eval_indices")
+    return seed, idx, eval_idx
+
+
 def _sha256_json(payload: Mapping[str, Any]) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
@@ -279,11 +292,7 @@ class TorchRecipe:
         progress : callable, optional
             Passed to :func:`~miaudit.models.training.train_model`.
         """
-        seed = _check_seed(seed)
-        idx = check_indices(indices, dataset.n_records)
-        eval_idx = None
-        if eval_indices is not None:
-            eval_idx = check_indices(eval_indices, dataset.n_records, "eval_indices")
+        seed, idx, eval_idx = checked_training_inputs(dataset, indices, seed, eval_indices)
         self.validate(dataset)
         init_seed, train_seed = (
             int(s) for s in np.random.SeedSequence(seed).generate_state(2, dtype=np.uint32)
@@ -425,11 +434,7 @@ class SklearnRecipe:
         ``fit`` reports no epochs, so it is never called.
         """
         start = time.perf_counter()
-        seed = _check_seed(seed)
-        idx = check_indices(indices, dataset.n_records)
-        eval_idx = None
-        if eval_indices is not None:
-            eval_idx = check_indices(eval_indices, dataset.n_records, "eval_indices")
+        seed, idx, eval_idx = checked_training_inputs(dataset, indices, seed, eval_indices)
         model = clone(self.estimator)
         if "random_state" in model.get_params(deep=False):
             model.set_params(random_state=seed)

@@ -57,6 +57,10 @@ PRECISIONS = ("float32", "bfloat16")
 _EVAL_BATCH = {"cpu": 256, "cuda": 2048}
 
 
+#: Largest epoch count, batch size or step size a training config accepts.
+MAX_COUNT = 1_000_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
     """How to train one model; plain data, so it can be hashed into a recipe fingerprint.
@@ -202,6 +206,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 p.append(f"{name} must be a positive int, got {value!r}")
+            elif value > MAX_COUNT:  # a typo (1e20) would otherwise run until killed
+                p.append(f"{name} must be at most {MAX_COUNT:,}, got {value!r}")
         if self.optimizer not in _OPTIMIZERS:
             p.append(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
         if not is_real(self.lr) or self.lr <= 0:

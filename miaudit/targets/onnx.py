@@ -2,15 +2,15 @@
 anything else that exports to ONNX (``tf2onnx``, ``skl2onnx``, ``torch.onnx.export``).
 
 An ONNX file is a graph of standard operators, not a program: loading it runs no Python
-code of its author's, so it needs no ``--trust-pickle``. The adapter reshapes records to the
+code of its author's, so it needs no ``--trust-model-code``. The adapter reshapes records to the
 graph's declared input (flat features, NCHW, or NHWC as Keras exports images), batches the
 queries to the graph's batch size, and finds which output holds the answer:
 
 * ``output_name`` given: that output;
 * one output: that one;
 * several: the one named like logits or probabilities (``logits``, ``output_probability``,
-  ``probabilities``, ``probs``, ``scores``), else the first 2-d float output with
-  ``n_classes`` columns.
+  ``probabilities``, ``probs``, ``scores``), else the only 2-d float output with
+  ``n_classes`` columns; with several such outputs the audit asks for ``output_name``.
 
 ``output`` says whether the values are ``logits`` or ``probabilities``; ``auto`` decides on
 a probe batch: rows in [0, 1] summing to 1 are probabilities, anything else logits. The
@@ -168,9 +168,18 @@ class OnnxTarget:
             for o in outputs:
                 if o.name.lower() == preferred and o.type in _FLOAT_TYPES:
                     return o
-        for o in outputs:
-            if o.type in _FLOAT_TYPES and len(o.shape) == 2 and o.shape[1] == self.n_classes:
-                return o
+        usable = [
+            o
+            for o in outputs
+            if o.type in _FLOAT_TYPES and len(o.shape) == 2 and o.shape[1] == self.n_classes
+        ]
+        if len(usable) == 1:
+            return usable[0]
+        if len(usable) > 1:  # picking one silently could audit the wrong answers
+            raise InvalidAuditInput(
+                f"ONNX model {self.path.name!r} has {len(usable)} outputs that could be the "
+                f"answers ({[o.name for o in usable]}); say which with target.output_name"
+            )
         raise InvalidAuditInput(
             f"ONNX model {self.path.name!r} has outputs {names} and none is a float matrix "
             f"of {self.n_classes} columns; name one with output_name (a skl2onnx model "
