@@ -452,3 +452,16 @@ def test_a_reference_that_fails_keeps_the_others_work(tmp_path, digits):
     )
     again.train(answer_on=[(split.audited, QuerySet.none(), None)])
     assert len(attempts) == 2  # only the two that were missing
+
+
+def test_the_users_function_trains_shadow_models_too(tmp_path):
+    path = _write(
+        tmp_path,
+        attacks=["loss", {"name": "shadow", "n_shadow": 2}],
+        split={"members": 300, "nonmembers": 300, "population": 600, "seed": 0},
+    )
+    out = tmp_path / "out"
+    assert main(["--quiet", "audit", str(path), "--out", str(out), "--trust-code"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    shadow = next(a for a in report["attacks"] if a["family"] == "shadow")
+    assert shadow["auc"] > 0.5
