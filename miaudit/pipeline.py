@@ -585,6 +585,12 @@ def run_config(
     plan_audit(
         target_access(config), dataset, split, config.attack_entries(), _planning_setup(config)
     )
+    if config.target.defenses:
+        from miaudit.targets.defenses import check_output_defenses
+
+        check_output_defenses(
+            [(d.name, d.params()) for d in config.target.defenses], dataset.n_classes
+        )
     target_recipe = build_target_recipe(config, dataset, trust_code=trust_code)
     references = build_reference_setup(config, target_recipe, trust_code=trust_code)
     if references is not None:

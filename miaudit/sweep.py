@@ -178,8 +178,14 @@ def _row(setting: SweepSetting, result: AuditResult, skipped: list[str]) -> Swee
 def _check_recipes(planned, dataset) -> None:
     """Each setting's recipe builds and fits the data (DP layers included)."""
     from miaudit.pipeline import _torch_recipe
+    from miaudit.targets.defenses import check_output_defenses
 
     for setting, derived, _ in planned:
+        check_output_defenses(
+            [(d.name, d.params()) for d in derived.target.defenses],
+            dataset.n_classes,
+            f"sweep {setting.label!r}: defenses",
+        )
         if derived.target.recipe is not None:
             recipe = _torch_recipe(derived.target.recipe, where=f"sweep {setting.label!r}")
             try:

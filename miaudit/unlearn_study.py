@@ -96,6 +96,23 @@ def _requests(config: AuditConfig, members: np.ndarray, labels: np.ndarray):
     return out
 
 
+def _check_before_training(section, requests, n_members: int) -> None:
+    """What the study needs of its methods, checked before the original model trains
+    (:func:`~miaudit.unlearning.deletion_request` has checked each request): SISA's shards
+    and slices fit the records that remain (each slice of each shard holds at least one)."""
+    problems = []
+    smallest = min((n_members - d.size for _, d in requests), default=n_members)
+    for method in section.methods:
+        if method.name == "sisa" and method.shards * method.slices > smallest:
+            problems.append(
+                f"sisa: {method.shards} shards x {method.slices} slices need at least "
+                f"{method.shards * method.slices} records, but as few as {smallest} remain "
+                "after a deletion (unlearning.methods)"
+            )
+    if problems:
+        raise InvalidAuditInput("unlearning: " + "; ".join(problems))
+
+
 def _describe(method: UnlearningMethod) -> str:
     if method.name == "sisa":
         return f"SISA {method.shards}x{method.slices} ({method.aggregate})"
@@ -150,6 +167,7 @@ def run_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, o
     recipe.validate(dataset)
     section = config.unlearning
     requests = _requests(config, split.members, dataset.y)  # bad requests fail here
+    _check_before_training(section, requests, split.members.size)
     never_seen = split.nonmembers
     seed = config.target.recipe.seed
     notify("training the original model")

@@ -387,3 +387,44 @@ def test_bad_files_exit_2_without_a_traceback(name, tmp_path, capsys, no_trainin
     out = tmp_path / "out"
     code, output = _run(["audit", str(config), *(args or ["--out", str(out)])], capsys)
     _check(code, output, FILE_CASES[name], out)
+
+
+#: Files of the other commands (sweep, unlearn) whose settings only the data set can
+#: check: command -> (extra sections, expected message).
+STUDY_CASES = {
+    "sweep top_k above the class count": (
+        "sweep",
+        {"sweep": [{"label": "base"}, {"label": "top", "defenses": [{"name": "top_k", "k": 12}]}]},
+        r"sweep 'top': defenses: .*k must be an int in \[1, 10\], got 12",
+    ),
+    "audit top_k above the class count": (
+        "audit",
+        {"target": {**BASE["target"], "defenses": [{"name": "top_k", "k": 11}]}},
+        r"target.defenses: .*\[1, 10\], got 11",
+    ),
+    "SISA with more slices than records": (
+        "unlearn",
+        {
+            "unlearning": {
+                "fractions": [0.1],
+                "methods": [{"name": "sisa", "shards": 50, "slices": 5}],
+            }
+        },
+        "50 shards x 5 slices need at least 250 records, but as few as 180 remain",
+    ),
+    "unlearning with no method": (
+        "unlearn",
+        {"unlearning": {"fractions": [0.1], "methods": []}},
+        "methods",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_CASES))
+def test_study_settings_fail_before_training(name, tmp_path, capsys, no_training):
+    command, sections, message = STUDY_CASES[name]
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(yaml.safe_dump(BASE)), **sections}))
+    out = tmp_path / "out"
+    code, output = _run([command, str(path), "--out", str(out)], capsys)
+    _check(code, output, message, out)

@@ -24,6 +24,7 @@ import numpy as np
 from miaudit.errors import InvalidAuditInput
 from miaudit.targets.adapters import (
     AccessLevel,
+    CallableTarget,
     LabelOnlyTarget,
     Target,
     _softmax,
@@ -205,6 +206,22 @@ def output_defense(target: Target, name: str, **params) -> Target:
     if params:
         raise InvalidAuditInput(f"output defense {name!r}: unknown parameter(s) {sorted(params)}")
     return wrapped
+
+
+def check_output_defenses(defenses, n_classes: int, field: str = "target.defenses") -> None:
+    """Build ``defenses`` (``(name, params)`` pairs, innermost first) around a stand-in
+    model of ``n_classes`` classes, so that a setting the data set cannot take (``top_k``
+    with more classes than it has) is refused before any model trains."""
+    stand_in: Target = CallableTarget(
+        lambda x: np.full((len(x), n_classes), 1.0 / n_classes),
+        n_classes=n_classes,
+        output="probabilities",
+    )
+    for name, params in defenses:
+        try:
+            stand_in = output_defense(stand_in, name, **dict(params))
+        except InvalidAuditInput as error:
+            raise InvalidAuditInput(f"{field}: {error}") from None
 
 
 @dataclass(frozen=True)
