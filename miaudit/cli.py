@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         help="log the audit as an MLflow run (as 'tracking: mlflow' in the file)",
     )
     audit.add_argument("--mlflow-uri", help="MLflow tracking URI (default: MLflow's own)")
+    audit.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print the plan (models to train and cached, queries, "
+        "memory, time from one timed epoch); train nothing, write nothing",
+    )
 
     sweep = sub.add_parser(
         "sweep", help="audit every defense setting of a YAML file's 'sweep:' list"
@@ -226,6 +232,8 @@ def _print_table(console, title: str, rows: list[list[str]], paths: dict) -> Non
 def _run_audit_file(args: argparse.Namespace, console) -> int:
     # run_config's preflight then checks the attacks and settings before PyTorch is
     # imported or any data is loaded.
+    if args.dry_run:
+        return _dry_run(args, console)
     config, out = _config_and_out(args)
     csv_path = getattr(args, "per_record_csv", None)
     if csv_path is not None:
@@ -255,6 +263,24 @@ def _run_audit_file(args: argparse.Namespace, console) -> int:
         per_record_csv=csv_path,
         tracking=tracking,
     )
+
+
+def _dry_run(args: argparse.Namespace, console) -> int:
+    from miaudit.config import load_config
+    from miaudit.pipeline import plan_config
+
+    config = load_config(args.config)
+    estimate = plan_config(
+        config,
+        data_dir=args.data_dir,
+        trust_pickle=args.trust_pickle,
+        trust_code=args.trust_code,
+        on_stage=lambda message: console.log(_inert(message)),
+    )
+    console.print(_inert(f"Plan of {args.config} (nothing was trained or written):"))
+    for line in estimate.lines():
+        console.print(_inert(f"  {line}"), highlight=False)
+    return EXIT_OK
 
 
 def _run_sweep_file(args: argparse.Namespace, console) -> int:

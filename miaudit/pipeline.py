@@ -556,6 +556,60 @@ def _planning_setup(config: AuditConfig) -> ReferenceSetup | None:
     return section.setup(None)
 
 
+def _prepare(config: AuditConfig, *, data_dir, trust_pickle: bool, trust_code: bool, notify):
+    """Every check of an audit file, in order, up to the first model: the file, the data
+    set and split, the plan (attacks, reference design), defenses, recipes. Trains
+    nothing; returns ``(specs, dataset, split, plan, target_recipe, references)``."""
+    # Attack entries, requirements and what may run: before the data loads.
+    specs = preflight(config, trust_pickle=trust_pickle, trust_code=trust_code)
+    notify(f"loading data set {config.dataset.name}")
+    dataset = load_dataset(
+        config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
+    )
+    split = build_split(config, dataset)
+    split.check_within(dataset.n_records)
+    # The checks that need the data but no model (population sizes, query sets) run
+    # before PyTorch is even imported, with the references' settings and no recipe yet.
+    plan = plan_audit(
+        target_access(config), dataset, split, config.attack_entries(), _planning_setup(config)
+    )
+    if config.target.defenses:
+        from miaudit.targets.defenses import check_output_defenses
+
+        check_output_defenses(
+            [(d.name, d.params()) for d in config.target.defenses], dataset.n_classes
+        )
+    target_recipe = build_target_recipe(config, dataset, trust_code=trust_code)
+    references = build_reference_setup(config, target_recipe, trust_code=trust_code)
+    if references is not None:
+        references.recipe.validate(dataset)
+    return specs, dataset, split, plan, target_recipe, references
+
+
+def plan_config(
+    config: AuditConfig,
+    *,
+    data_dir: str | Path | None = None,
+    trust_pickle: bool = False,
+    trust_code: bool = False,
+    on_stage: StageCallback | None = None,
+):
+    """What :func:`run_config` would do, without doing it (``miaudit audit --dry-run``):
+    the checks, then an :class:`~miaudit.resources.AuditEstimate` of the models to train
+    (and found in the cache), the queries, the memory and, from one timed epoch of
+    miaudit's trainer, the training time."""
+    from miaudit.resources import estimate_audit
+
+    notify = on_stage or (lambda message: None)
+    _, dataset, split, plan, target_recipe, references = _prepare(
+        config, data_dir=data_dir, trust_pickle=trust_pickle, trust_code=trust_code, notify=notify
+    )
+    notify("estimating (one epoch of training is timed)")
+    return estimate_audit(
+        config, dataset, split, plan, target_recipe, references, calibrate_time=True
+    )
+
+
 def run_config(
     config: AuditConfig,
     *,
@@ -571,30 +625,14 @@ def run_config(
     are those of :func:`~miaudit.audit.run_audit` (``on_epoch``: the target's training)."""
     started = time.perf_counter()
     notify = on_stage or (lambda message: None)
-    # Attack entries, requirements and what may run: before the data loads.
-    specs = preflight(config, trust_pickle=trust_pickle, trust_code=trust_code)
-    notify(f"loading data set {config.dataset.name}")
-    dataset = load_dataset(
-        config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
+    specs, dataset, split, plan, target_recipe, references = _prepare(
+        config, data_dir=data_dir, trust_pickle=trust_pickle, trust_code=trust_code, notify=notify
     )
-    split = build_split(config, dataset)
-    split.check_within(dataset.n_records)
     settings = config.evaluation
-    # The checks that need the data but no model (population sizes, query sets) run
-    # before PyTorch is even imported, with the references' settings and no recipe yet.
-    plan_audit(
-        target_access(config), dataset, split, config.attack_entries(), _planning_setup(config)
-    )
-    if config.target.defenses:
-        from miaudit.targets.defenses import check_output_defenses
+    # Memory the plan needs against what the machine has: refused now, not mid-training.
+    from miaudit.resources import estimate_audit
 
-        check_output_defenses(
-            [(d.name, d.params()) for d in config.target.defenses], dataset.n_classes
-        )
-    target_recipe = build_target_recipe(config, dataset, trust_code=trust_code)
-    references = build_reference_setup(config, target_recipe, trust_code=trust_code)
-    if references is not None:
-        references.recipe.validate(dataset)
+    estimate_audit(config, dataset, split, plan, target_recipe, references, look_up_cache=False)
     if (
         config.target.recipe is not None
         and config.target.recipe.kind == "torch"
