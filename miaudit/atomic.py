@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "disk_full"]
 
 
 def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
@@ -33,9 +33,9 @@ def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-    except OSError as error:
+    except Exception as error:
         tmp.unlink(missing_ok=True)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if disk_full(error, final.parent):
             from miaudit.errors import InvalidAuditInput
 
             free = shutil.disk_usage(final.parent).free
@@ -48,3 +48,19 @@ def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: Below this many free bytes, a failed write is taken for a full disk: libraries that
+#: write through their own streams (``torch.save``) report it as an iostream error, not
+#: as ``ENOSPC``.
+_NEARLY_FULL = 1 << 20
+
+
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether ``error``, raised while writing into ``folder``, means the disk is full."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL
+    except OSError:
+        return False

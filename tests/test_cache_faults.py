@@ -159,3 +159,46 @@ def test_folders_that_cannot_be_written_are_refused_before_any_work(tmp_path, ca
     assert main(["experiment", str(experiment), "--out", str(tmp_path / "o")]) == 2
     assert "cache_dir: nothing can be written" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs, where the test may mount one (root on Linux)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_under_the_cache_and_out_is_exit_2(tiny_disk, tmp_path, capsys):
+    """A real full disk (a 64 KiB tmpfs): the model cache on it, then --out on it."""
+    import yaml
+
+    from miaudit.cli import main
+
+    audit = tmp_path / "audit.yaml"
+    config = {
+        "dataset": "digits",
+        "split": {"members": 200, "nonmembers": 200},
+        "target": {"recipe": {"architecture": "mlp", "params": {"hidden": [256]}}},
+        "attacks": ["loss"],
+        "references": {"cache_dir": str(tiny_disk / "cache")},
+    }
+    audit.write_text(yaml.safe_dump(config))
+    assert main(["audit", str(audit), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the device of" in err and "Traceback" not in err
+    # The cache elsewhere, the report on the full disk: the ~70 KiB report does not fit.
+    config["references"]["cache_dir"] = str(tmp_path / "cache")
+    audit.write_text(yaml.safe_dump(config))
+    out = tiny_disk / "out"
+    assert main(["audit", str(audit), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out: no space left on the device" in err and "nothing was written" in err
+    assert not out.exists()
+    assert [p.name for p in tiny_disk.iterdir()] in ([], ["cache"])
