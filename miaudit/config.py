@@ -149,7 +149,7 @@ class OutputDefense(_Section):
 
 #: Model files a target can be loaded from, by suffix: miaudit's PyTorch files (or
 #: TorchScript archives, detected), TorchScript, ONNX, torch.export programs and
-#: scikit-learn files (``.pt2``, ``.pkl`` and kin only with ``--trust-pickle``).
+#: scikit-learn files (``.pt2``, ``.pkl`` and kin only with ``--trust-model-code``).
 MODEL_FILE_SUFFIXES = (
     ".pt",
     ".pth",
@@ -227,8 +227,8 @@ class TargetSection(_Section):
             raise ValueError(
                 f"model_file {self.model_file.name!r}: unknown model format {suffix!r}; use "
                 ".pt/.pth (PyTorch, saved by miaudit.models.save_torch_model, or TorchScript), "
-                ".ts (TorchScript), .onnx (ONNX), .pt2 (torch.export, with --trust-pickle) or "
-                ".skops (scikit-learn; .pkl/.pickle/.joblib only with --trust-pickle)"
+                ".onnx (ONNX), .skops (scikit-learn), or with --trust-model-code .ts "
+                "(TorchScript), .pt2 (torch.export) or .pkl/.pickle/.joblib"
             )
         if self.predictions_file is not None and self.predictions_file.suffix.lower() != ".npz":
             raise ValueError(

@@ -435,7 +435,7 @@ def _load_target_file(
     raise InvalidAuditInput(
         f"target.model_file {str(path)!r}: unknown model format {suffix!r}; use .pt/.pth "
         "(PyTorch state_dict saved by miaudit.models.save_torch_model) or .skops "
-        "(scikit-learn, or .pkl/.joblib with --trust-pickle)"
+        "(scikit-learn, or .pkl/.joblib with --trust-model-code)"
     )
 
 

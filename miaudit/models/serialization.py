@@ -413,7 +413,7 @@ def load_exported_program(path: str | os.PathLike[str], *, trust_pickle: bool) -
 
     ``torch.export.load`` falls back to unrestricted unpickling for some payloads (custom
     objects, some constants), so a ``.pt2`` file can run code: it is read only with
-    ``trust_pickle`` (``--trust-pickle``), like a pickle file.
+    ``trust_pickle`` (``--trust-model-code``), like a pickle file.
     """
     p = _existing_file(path, "torch.export model")
     if not trust_pickle:
