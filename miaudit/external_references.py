@@ -80,9 +80,9 @@ def _design_pool(dataset: Dataset, split: AuditSplit, setup: Any, n_models: int,
 
 def reference_design(dataset: Dataset, split: AuditSplit, setup: Any, n_models: int) -> dict:
     """The arrays of a design file: ``candidates`` (n_candidates,), ``inclusion``
-    (n_models, n_candidates), ``training_sets`` as a ragged list is left out in favour of
-    the matrix, ``seeds`` (n_models,), ``answer_records`` (the audited and population
-    records each model must answer), ``train_size``."""
+    (n_models, n_candidates; reference ``k`` trains on ``candidates[inclusion[k]]``),
+    ``seeds`` (n_models,), ``answer_records`` (the audited and population records each
+    model must answer), ``train_size`` and ``n_classes``."""
     from miaudit.references import plan_references
 
     design = plan_references(split, setup)

@@ -125,16 +125,8 @@ def _xgboost_save(model: Any, path: Path, recipe: Any, dataset: Dataset) -> None
 def _xgboost_load(path: Path, trusted: frozenset[str]) -> Any:
     import xgboost
 
-    staged = path.with_name(path.name + ".read.ubj")  # the parser wants the suffix too
-    try:
-        staged.hardlink_to(path)
-    except OSError:
-        staged.write_bytes(path.read_bytes())
-    try:
-        model = xgboost.XGBClassifier()
-        model.load_model(str(staged))
-    finally:
-        staged.unlink(missing_ok=True)
+    model = xgboost.XGBClassifier()
+    model.load_model(str(path))  # the cache names it ``<key>.ubj``: read as UBJSON
     return model
 
 

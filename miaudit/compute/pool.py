@@ -72,7 +72,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from collections.abc import Sequence as _Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -206,6 +205,12 @@ def _answerer(model: Any, n_classes: int) -> _Answerer:
         return _Answerer(model.predict_logits, True, model.queries_by_index, False)
     require_access(model, AccessLevel.PROBABILITIES, "reference-model attacks (LiRA, RMIA)")
     return _Answerer(model.predict_proba, False, model.queries_by_index, False)
+
+
+def _answerer_as(model: Any, answer_as: Callable[[Any], Any] | None, n_classes: int) -> _Answerer:
+    """The answerer of ``model`` as the attacker queries it: through ``answer_as`` (the
+    target's output defenses) where one is given."""
+    return _answerer(model if answer_as is None else answer_as(model), n_classes)
 
 
 def _check_views(answerers: list[_Answerer], queries: QuerySet, dataset: Dataset) -> QuerySet:
@@ -724,12 +729,10 @@ class ReferencePool:
         """
         if self.models_ is not None:
             return list(self.models_)
-        from miaudit.compute.answers import defenses_tag
-
-        streamable = self.cache is not None and all(
-            defenses_tag(a[2] if len(a) > 2 else None) is not None for a in answer_on
-        )
-        self._answer_on = [self._question(*a) for a in answer_on] if streamable else []
+        questions = [self._question(*a) for a in answer_on] if self.cache is not None else []
+        # Answers through a defense without a stable text cannot be cached: no streaming.
+        streamable = all(tag is not None for *_, tag in questions)
+        self._answer_on = questions if streamable else []
         start = time.perf_counter()
         self.models_ = [None] * self.n_models  # type: ignore[list-item]
         self._info = [None] * self.n_models  # type: ignore[list-item]
@@ -776,7 +779,7 @@ class ReferencePool:
 
         missing = list(ks)
         if self.cache is not None:
-            hits = {k: self._load_hit(k, keys[k]) for k in ks}
+            hits = {k: self._load_hit(keys[k]) for k in ks}
             missing = [k for k in ks if hits[k] is None]
             for k, trained in hits.items():
                 if trained is not None:
@@ -792,7 +795,7 @@ class ReferencePool:
                 with self._locked(task.keys):
                     # Another audit sharing the cache may have trained them meanwhile.
                     if self.cache is not None:
-                        found = {k: self._load_hit(k, keys[k]) for k in group}
+                        found = {k: self._load_hit(keys[k]) for k in group}
                         if all(t is not None for t in found.values()):
                             for k in group:
                                 report(k, found[k], True, n_trained)
@@ -802,7 +805,7 @@ class ReferencePool:
                             if self.cache is not None:
                                 self.cache.put(keys[k], trained, self.recipe, self.dataset)
                             n_trained += 1
-                            report(k, self._answer_and_release(k, trained), False, n_trained)
+                            report(k, self._answer_and_release(keys[k], trained), False, n_trained)
                         del models
             return n_trained
         # Remote workers store what they train in the cache (a temporary one when the pool
@@ -826,7 +829,7 @@ class ReferencePool:
                             "workers share?)"
                         )
                     n_trained += 1
-                    report(k, self._answer_and_release(k, trained), False, n_trained)
+                    report(k, self._answer_and_release(key, trained), False, n_trained)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -865,21 +868,20 @@ class ReferencePool:
         views = queries.for_records(self.dataset.input_shape)
         return records, views, answer_as, defenses_tag(answer_as)
 
-    def _answer_keys(self, k: int) -> list[str]:
+    def _answer_keys(self, model_key: str) -> list[str]:
         from miaudit.compute.answers import answer_key
 
-        model_key = self.model_key(k)
         return [answer_key(model_key, r, v, tag) for r, v, _, tag in self._answer_on]
 
-    def _answers_cached(self, k: int) -> bool:
+    def _answers_cached(self, model_key: str) -> bool:
         from miaudit.compute.answers import AnswerCache
 
         store = AnswerCache(self.cache.root)
         return all(
-            store.path(key).is_file() for key in self._answer_keys(k)
+            store.path(key).is_file() for key in self._answer_keys(model_key)
         )  # read (and checked) when observe asks
 
-    def _load_hit(self, k: int, key: str) -> TrainedModel | None:
+    def _load_hit(self, key: str) -> TrainedModel | None:
         """A cached model: its facts only when the answers it is asked for are cached too
         (the model is not loaded at all), else the model (answered and released)."""
         if not self._answer_on:
@@ -889,31 +891,31 @@ class ReferencePool:
         facts = self.cache.get(key, trusted_types=trusted, load_model=False)
         if facts is None:
             return None
-        if self._answers_cached(k):
+        if self._answers_cached(key):
             return facts.trained
         trained = self._load(self.cache, key)
         if trained is None or trained.model is None:
             return None  # an answers-only entry lacking answers: train it again
-        return self._answer_and_release(k, trained)
+        return self._answer_and_release(key, trained)
 
-    def _answer_and_release(self, k: int, trained: TrainedModel) -> TrainedModel:
-        """With :meth:`train`'s ``answer_on``: answer every question with model ``k``,
-        store the answers, and return its facts without the model (released)."""
+    def _answer_and_release(self, model_key: str, trained: TrainedModel) -> TrainedModel:
+        """With :meth:`train`'s ``answer_on``: answer every question with the model
+        cached as ``model_key``, store the answers, and return its facts without the
+        model (released)."""
         if not self._answer_on:
             return trained
         from miaudit.compute.answers import AnswerCache
 
         store = AnswerCache(self.cache.root)
         for (records, views, answer_as, _), key in zip(
-            self._answer_on, self._answer_keys(k), strict=True
+            self._answer_on, self._answer_keys(model_key), strict=True
         ):
             if store.get(key, records, len(views)) is not None:
                 continue
-            model = trained.model if answer_as is None else answer_as(trained.model)
             shape = (1, records.size, len(views))
             phi, log_p = np.empty(shape, OBSERVATION_DTYPE), np.empty(shape, OBSERVATION_DTYPE)
             correct = np.empty(shape[:2], dtype=bool)
-            answerer = _answerer(model, self.dataset.n_classes)
+            answerer = _answerer_as(trained.model, answer_as, self.dataset.n_classes)
             _answer_into([answerer], [0], self.dataset, records, views, phi, log_p, correct)
             store.put(key, records, phi[0], log_p[0], correct[0])
         return replace(trained, model=None)
@@ -1052,9 +1054,7 @@ class ReferencePool:
         records = check_indices(records, self.dataset.n_records, "records")
         held = [m.model is not None for m in models]
         answerers = {
-            k: _answerer(
-                m.model if answer_as is None else answer_as(m.model), self.dataset.n_classes
-            )
+            k: _answerer_as(m.model, answer_as, self.dataset.n_classes)
             for k, m in enumerate(models)
             if held[k]
         }
@@ -1108,9 +1108,7 @@ class ReferencePool:
                 )
             for k in (k for k in missing if not held[k]):  # released: one at a time
                 model = self.load_model(k).model
-                one = _answerer(
-                    model if answer_as is None else answer_as(model), self.dataset.n_classes
-                )
+                one = _answerer_as(model, answer_as, self.dataset.n_classes)
                 _answer_into([one], [k], self.dataset, records, views, phi, log_p, correct)
                 del model, one
             if store is not None:
@@ -1191,7 +1189,7 @@ class ReferencePool:
         )
 
 
-class PoolModels(_Sequence):
+class PoolModels(Sequence):
     """A pool's models, loaded one by one when read (:meth:`ReferencePool.load_model`):
     ``for trained in pool.lazy_models()`` holds one model at a time."""
 
