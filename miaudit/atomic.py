@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "disk_full"]
+__all__ = ["atomic_write", "disk_full", "disk_full_error"]
 
 
 def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
@@ -36,13 +36,11 @@ def atomic_write(final: str | os.PathLike[str], write: Callable[[Path], None]) -
     except Exception as error:
         tmp.unlink(missing_ok=True)
         if disk_full(error, final.parent):
-            from miaudit.errors import InvalidAuditInput
-
-            free = shutil.disk_usage(final.parent).free
-            raise InvalidAuditInput(
-                f"no space left on the device of {str(final.parent)!r} while writing "
-                f"{final.name!r} ({free / 2**20:.0f} MiB free); free some space or point "
-                "the cache (MIAUDIT_CACHE, references.cache_dir) or --out elsewhere"
+            raise disk_full_error(
+                final.parent,
+                f"while writing {final.name!r}",
+                advice="free some space or point the cache (MIAUDIT_CACHE, "
+                "references.cache_dir) or --out elsewhere",
             ) from None
         raise
     except BaseException:
@@ -64,3 +62,20 @@ def disk_full(error: BaseException, folder: Path) -> bool:
         return shutil.disk_usage(folder).free < _NEARLY_FULL
     except OSError:
         return False
+
+
+def disk_full_error(
+    folder: Path, doing: str, *, advice: str, need_bytes: int | None = None
+) -> Exception:
+    """The one message for a full disk: the folder, what was being written, the space
+    needed (where known) and free, and what to do."""
+    from miaudit.errors import InvalidAuditInput
+
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    need = "" if need_bytes is None else f"about {need_bytes / 2**20:.1f} MiB needed, "
+    return InvalidAuditInput(
+        f"no space left on the device of {str(folder)!r} {doing} ({need}{free}); {advice}"
+    )

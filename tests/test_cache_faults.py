@@ -199,6 +199,7 @@ def test_a_full_disk_under_the_cache_and_out_is_exit_2(tiny_disk, tmp_path, caps
     out = tiny_disk / "out"
     assert main(["audit", str(audit), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "--out: no space left on the device" in err and "nothing was written" in err
+    assert "no space left on the device" in err and "for the report (--out)" in err
+    assert "nothing was written" in err
     assert not out.exists()
     assert [p.name for p in tiny_disk.iterdir()] in ([], ["cache"])

@@ -141,18 +141,16 @@ def write_report(result: AuditResult, out_dir: str | os.PathLike) -> dict[str, P
         if not published:
             _publish_into_existing(staging, out_dir)
     except Exception as error:
-        from miaudit.atomic import disk_full
+        from miaudit.atomic import disk_full, disk_full_error
 
         if not disk_full(error, staging):
             raise
-        from miaudit.errors import InvalidAuditInput
-
         need = len(report_json) + len(html) + result.is_member.size * 8 * (len(result.scores) + 1)
-        free = shutil.disk_usage(out_dir.parent).free
-        raise InvalidAuditInput(
-            f"--out: no space left on the device of {str(out_dir.parent)!r} for the report "
-            f"(about {need / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free); nothing was "
-            "written"
+        raise disk_full_error(
+            out_dir.parent,
+            "for the report (--out)",
+            advice="nothing was written; free some space or choose another --out",
+            need_bytes=need,
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
