@@ -104,6 +104,16 @@ def test_fingerprint_follows_the_code_and_params(tmp_path, digits):
         load_function(ref, trust_code=False, field="references.recipe.python")
 
 
+def test_a_function_without_source_needs_and_takes_a_code_version():
+    namespace: dict = {}
+    exec("def train(x, y, *, seed):\n    return None\n", namespace)  # as typed in a console
+    with pytest.raises(InvalidAuditInput, match="pass code_version="):
+        PythonRecipe(namespace["train"])
+    v1 = PythonRecipe(namespace["train"], code_version="v1")
+    assert v1.code == {} and v1.name.endswith(":train")
+    assert PythonRecipe(namespace["train"], code_version="v2").fingerprint() != v1.fingerprint()
+
+
 def test_bad_functions_are_refused_before_training():
     with pytest.raises(InvalidAuditInput, match="no 'seed' argument"):
         PythonRecipe(lambda x, y, epochs=1: None)

@@ -50,7 +50,7 @@ from miaudit.models.recipes import (
     checked_training_inputs,
 )
 from miaudit.models.training import ProgressCallback, predict_logits
-from miaudit.models.user_code import check_call, function_code
+from miaudit.models.user_code import check_call, function_code, qualified_name
 
 __all__ = ["AnsweringFunction", "PythonRecipe", "UserCodeError"]
 
@@ -201,9 +201,12 @@ class PythonRecipe:
         object.__setattr__(self, "arch_params", arch_params)
         object.__setattr__(self, "params", dict(self.params))
         object.__setattr__(self, "trusted_types", frozenset(self.trusted_types))
-        name, code = function_code(self.train_fn) if self.code is None else (None, self.code)
-        if self.code is None and self.code_version is not None:
-            code = {}
+        if self.code is not None:
+            name, code = None, self.code
+        elif self.code_version is not None:  # the version stands for the code
+            name, code = qualified_name(self.train_fn), {}
+        else:
+            name, code = function_code(self.train_fn)
         object.__setattr__(self, "code", dict(code))
         object.__setattr__(self, "name", self.name or name or label)
 

@@ -247,6 +247,11 @@ def code_files(entry: Path, root: Path | None = None) -> dict[str, str]:
     }
 
 
+def qualified_name(fn: Callable) -> str:
+    """``module:qualname`` of a function, as reports name it."""
+    return f"{getattr(fn, '__module__', None) or '?'}:{getattr(fn, '__qualname__', repr(fn))}"
+
+
 def function_code(fn: Callable) -> tuple[str, dict[str, str]]:
     """``(name, {file: sha256})`` of a function given in Python: its qualified name, and the
     code files its module imports from the module's folder (:func:`code_files`). A function
@@ -257,7 +262,7 @@ def function_code(fn: Callable) -> tuple[str, dict[str, str]]:
     InvalidAuditInput
         When neither a file nor the source text can be found; pass ``code_version=``.
     """
-    name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
+    name = qualified_name(fn)
     try:
         source_file = inspect.getsourcefile(fn)
     except TypeError:
