@@ -23,7 +23,7 @@ from pydantic import (
 from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.settings import EvaluationSettings
 from miaudit.signals.observations import MEMORY_MAP_ABOVE_MB
-from miaudit.validation import check_readable_file
+from miaudit.validation import MAX_COUNT, MAX_LR, check_readable_file
 
 #: Multiples of the recipe's epoch count that ``references.calibrate: true`` tries.
 CALIBRATION_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -409,12 +409,12 @@ class UnlearningMethod(_Section):
     ``steps``)."""
 
     name: Literal["retrain", "sisa", "finetune", "gradient_ascent"]
-    shards: StrictInt = Field(default=5, ge=1)
-    slices: StrictInt = Field(default=1, ge=1)
+    shards: StrictInt = Field(default=5, ge=1, le=MAX_COUNT)
+    slices: StrictInt = Field(default=1, ge=1, le=MAX_COUNT)
     aggregate: Literal["mean", "vote"] = "mean"
-    epochs: StrictInt = Field(default=2, ge=1)
-    lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
-    steps: StrictInt = Field(default=5, ge=1)
+    epochs: StrictInt = Field(default=2, ge=1, le=MAX_COUNT)
+    lr: float = Field(default=1e-3, gt=0, le=MAX_LR, allow_inf_nan=False)
+    steps: StrictInt = Field(default=5, ge=1, le=MAX_COUNT)
 
 
 class UnlearningSection(_Section):

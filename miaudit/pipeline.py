@@ -35,17 +35,32 @@ StageCallback = Callable[[str], None]
 
 def build_split(config: AuditConfig, dataset: Dataset) -> AuditSplit:
     """The seeded split the file describes, or the indices it points to."""
+    from miaudit.evaluation.settings import MIN_PER_SIDE
+
     section = config.split
     if section.indices_file is not None:
-        return load_split_file(section.indices_file, dataset.n_records)
-    return make_split(
-        dataset.n_records,
-        n_members=section.members,
-        n_nonmembers=section.nonmembers,
-        n_population=section.population,
-        seed=section.seed,
-        labels=dataset.y if section.stratify else None,
-    )
+        split = load_split_file(section.indices_file, dataset.n_records)
+    else:
+        split = make_split(
+            dataset.n_records,
+            n_members=section.members,
+            n_nonmembers=section.nonmembers,
+            n_population=section.population,
+            seed=section.seed,
+            labels=dataset.y if section.stratify else None,
+        )
+    for name in ("members", "nonmembers"):
+        if (n := getattr(split, name).size) < MIN_PER_SIDE:
+            where = (
+                f"split.{name}"
+                if section.indices_file is None
+                else f"split.indices_file {str(section.indices_file)!r}"
+            )
+            raise InvalidAuditInput(
+                f"{where}: an audit needs at least {MIN_PER_SIDE} {name} (a held-out threshold "
+                f"and the AUC's interval need {MIN_PER_SIDE} of each), got {n}"
+            )
+    return split
 
 
 def load_split_file(path: Path, n_records: int) -> AuditSplit:

@@ -91,16 +91,28 @@ def _requests(config: AuditConfig, members: np.ndarray, labels: np.ndarray):
         )
     for f in section.fractions:
         out.append(
-            (f"{f:.0%} random", deletion_request(members, labels, fraction=f, seed=section.seed))
+            (
+                f"{f:.1%}".replace(".0%", "%") + " random",
+                deletion_request(members, labels, fraction=f, seed=section.seed),
+            )
         )
     return out
 
 
 def _check_before_training(section, requests, n_members: int) -> None:
     """What the study needs of its methods, checked before the original model trains
-    (:func:`~miaudit.unlearning.deletion_request` has checked each request): SISA's shards
-    and slices fit the records that remain (each slice of each shard holds at least one)."""
-    problems = []
+    (:func:`~miaudit.unlearning.deletion_request` has checked each request): each request
+    deletes enough records to be evaluated, and SISA's shards and slices fit the records
+    that remain (each slice of each shard holds at least one)."""
+    from miaudit.evaluation.settings import MIN_PER_SIDE
+
+    problems = [
+        f"the request {name!r} deletes {deleted.size} record(s); telling deleted records from "
+        f"never-seen ones needs at least {MIN_PER_SIDE} (raise unlearning.fractions, or name "
+        "more records)"
+        for name, deleted in requests
+        if deleted.size < MIN_PER_SIDE
+    ]
     smallest = min((n_members - d.size for _, d in requests), default=n_members)
     for method in section.methods:
         if method.name == "sisa" and method.shards * method.slices > smallest:

@@ -285,10 +285,28 @@ def finetune(model, dataset: Dataset, remaining, deleted, seed: int, *, recipe, 
 def gradient_ascent(
     model, dataset: Dataset, remaining, deleted, seed: int, *, lr: float = 1e-3, steps: int = 5
 ):
-    """Approximate unlearning: a few steps that *raise* the loss on the deleted records."""
+    """Approximate unlearning: a few steps that *raise* the loss on the deleted records.
+
+    Raises
+    ------
+    InvalidAuditInput
+        ``lr`` or ``steps`` out of range, or the steps drove the weights to NaN or
+        infinity (too large an ``lr`` for this model): a model that answers NaN would make
+        every later check meaningless.
+    """
     import torch
     import torch.nn.functional as F
 
+    from miaudit.validation import MAX_COUNT, MAX_LR
+
+    if not is_real(lr) or not 0 < lr <= MAX_LR:
+        raise InvalidAuditInput(
+            f"gradient_ascent: lr must be a positive number at most {MAX_LR:g}, got {lr!r}"
+        )
+    if not is_int(steps) or not 1 <= steps <= MAX_COUNT:
+        raise InvalidAuditInput(
+            f"gradient_ascent: steps must be an int in [1, {MAX_COUNT:,}], got {steps!r}"
+        )
     tuned = copy.deepcopy(model)
     tuned.train()
     opt = torch.optim.SGD(tuned.parameters(), lr=lr)
@@ -298,6 +316,11 @@ def gradient_ascent(
         opt.zero_grad()
         (-F.cross_entropy(tuned(x), y)).backward()
         opt.step()
+    if not all(torch.isfinite(p).all() for p in tuned.parameters()):
+        raise InvalidAuditInput(
+            f"gradient_ascent: {steps} steps with lr {lr:g} drove the model's weights to NaN "
+            "or infinity; choose a smaller lr (unlearning.methods[].lr)"
+        )
     tuned.eval()
     return tuned
 

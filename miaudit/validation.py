@@ -12,6 +12,14 @@ from typing import Any
 
 import numpy as np
 
+#: Largest epoch count, batch size, step size or shard count a setting accepts: a typo
+#: (1e20) is refused instead of running until killed.
+MAX_COUNT = 1_000_000
+
+#: Largest learning rate accepted: far above any that trains (SGD diverges well below) and
+#: far below float32's range, so a typo (1e300) is refused instead of overflowing mid-run.
+MAX_LR = 1_000.0
+
 
 def is_int(value: Any) -> bool:
     """An integer (Python or NumPy), not a boolean."""

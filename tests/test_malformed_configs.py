@@ -62,6 +62,8 @@ CORPUS: dict[str, tuple[object, str]] = {
     ),
     "no split sizes": (_with("split", {"seed": 1}), "members and nonmembers"),
     "zero members": (_with("split.members", 0), "split.members"),
+    "one member": (_with("split.members", 1), "split.members: an audit needs at least 2 members"),
+    "one non-member": (_with("split.nonmembers", 1), "split.nonmembers: .*at least 2"),
     "negative non-members": (_with("split.nonmembers", -5), "split.nonmembers"),
     "members as text": (_with("split.members", "many"), "split.members"),
     "members as boolean": (_with("split.members", True), "split.members"),
@@ -254,6 +256,7 @@ FILE_CASES = {
     "indices file lacks keys": r"missing keys \['nonmembers'\]",
     "indices out of range": "split.indices_file.*out of range",
     "overlapping members and non-members": "split.indices_file.*(overlap|both)",
+    "indices file with one member": "split.indices_file.*at least 2 members.*got 1",
     "cache folder is a file": "references.cache_dir",
     "output is a file": "--out",
 }
@@ -343,7 +346,7 @@ def _file_case(name: str, tmp: Path) -> tuple[Path, list[str]]:
         config = {**model_config, "target": {"model_file": str(tmp / "model.pkl")}}
     elif name == "split seed with a model file":
         config = {**model_config, "split": {"members": 100, "nonmembers": 100}}
-    elif name.startswith("indices file") or name in (
+    elif name.startswith("indices") or name in (
         "indices out of range",
         "overlapping members and non-members",
     ):
@@ -361,6 +364,8 @@ def _file_case(name: str, tmp: Path) -> tuple[Path, list[str]]:
             np.savez(bad, members=np.arange(10), nonmembers=np.arange(10**6, 10**6 + 10))
         elif name == "overlapping members and non-members":
             np.savez(bad, members=np.arange(10), nonmembers=np.arange(5, 15))
+        elif name == "indices file with one member":
+            np.savez(bad, members=np.arange(1), nonmembers=np.arange(5, 15))
         config = {**model_config, "split": {"indices_file": str(bad)}}
     elif name == "cache folder is a file":
         (tmp / "blocker").write_text("a file")
@@ -411,6 +416,21 @@ STUDY_CASES = {
             }
         },
         "50 shards x 5 slices need at least 250 records, but as few as 180 remain",
+    ),
+    "gradient ascent with a learning rate that overflows": (
+        "unlearn",
+        {"unlearning": {"fractions": [0.1], "methods": [{"name": "gradient_ascent", "lr": 1e300}]}},
+        r"unlearning.methods.0.lr: .*less than or equal to 1000",
+    ),
+    "a deletion fraction that deletes one record": (
+        "unlearn",
+        {"unlearning": {"fractions": [0.001], "methods": [{"name": "retrain"}]}},
+        r"'0.1% random' deletes 1 record.*unlearning.fractions",
+    ),
+    "SISA shards beyond the maximum count": (
+        "unlearn",
+        {"unlearning": {"fractions": [0.1], "methods": [{"name": "sisa", "shards": 10**12}]}},
+        r"unlearning.methods.0.shards: .*less than or equal to 1000000",
     ),
     "unlearning with no method": (
         "unlearn",

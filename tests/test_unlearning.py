@@ -109,6 +109,11 @@ def test_approximate_methods_can_be_audited_the_same_way(world):
     assert np.isfinite(loss_on_deleted(tuned))
     with pytest.raises(InvalidAuditInput, match="overlap"):
         verify_forgetting(TorchTarget(original, n_classes=4), data, deleted, deleted)
+    # A typo in lr is refused at once; a divergent ascent is named, not audited as NaN.
+    with pytest.raises(InvalidAuditInput, match="lr must be a positive number at most 1000"):
+        gradient_ascent(original, data, remaining, deleted, seed=0, lr=1e300)
+    with pytest.raises(InvalidAuditInput, match="drove the model's weights to NaN"):
+        gradient_ascent(original, data, remaining, deleted, seed=0, lr=1000.0, steps=200)
 
 
 def _unlearn_config(tmp_path, **unlearning) -> str:

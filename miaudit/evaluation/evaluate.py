@@ -31,6 +31,7 @@ from miaudit.evaluation.roc import (
     _roc_counts,
     _tpr_at,
 )
+from miaudit.evaluation.settings import MIN_PER_SIDE
 from miaudit.evaluation.thresholds import (
     calibration_mask,
     epsilon_bound,
@@ -331,10 +332,10 @@ def evaluate_attack(
     )
     if m.ndim == 1 and not problems:
         n_pos = int(np.count_nonzero(m))
-        if min(n_pos, m.size - n_pos) < 2:
+        if min(n_pos, m.size - n_pos) < MIN_PER_SIDE:
             problems.append(
                 f"is_member has {n_pos} members and {m.size - n_pos} non-members; a held-out "
-                "threshold needs at least 2 of each"
+                f"threshold needs at least {MIN_PER_SIDE} of each"
             )
     raise_if_problems(f"evaluate_attack({name!r})", problems)
     fpr_list = [float(t) for t in fprs]

@@ -22,6 +22,7 @@ from scipy.stats import norm, rankdata
 from miaudit.errors import raise_if_problems
 from miaudit.evaluation.intervals import _clopper_pearson
 from miaudit.evaluation.results import TprAtFpr
+from miaudit.evaluation.settings import MIN_PER_SIDE
 
 __all__ = [
     "auc_interval",
@@ -335,8 +336,11 @@ def auc_interval(
     problems: list[str] = []
     s, m, _ = _check_scores(scores, is_member, None, problems)
     _check_rate("confidence", confidence, problems, allow_one=False)
-    if m.ndim == 1 and not problems and min(m.sum(), m.size - m.sum()) < 2:
-        problems.append("the AUC's standard error needs at least 2 members and 2 non-members")
+    if m.ndim == 1 and not problems and min(m.sum(), m.size - m.sum()) < MIN_PER_SIDE:
+        problems.append(
+            f"the AUC's standard error needs at least {MIN_PER_SIDE} members and "
+            f"{MIN_PER_SIDE} non-members"
+        )
     raise_if_problems("auc_interval", problems)
     auc = _auc(_roc_counts(s, m))
     low, high = _auc_bounds(auc, _auc_se(s, m), float(confidence))

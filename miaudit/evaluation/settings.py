@@ -18,7 +18,11 @@ from miaudit.errors import raise_if_problems
 from miaudit.evaluation.results import AttackEvaluation
 from miaudit.validation import is_int, is_real
 
-__all__ = ["EvaluationSettings"]
+__all__ = ["MIN_PER_SIDE", "EvaluationSettings"]
+
+#: Audited members and non-members each needs at least: a held-out threshold takes some of
+#: each side, and the AUC's standard error (DeLong) is undefined below two.
+MIN_PER_SIDE = 2
 
 
 @dataclass(frozen=True)

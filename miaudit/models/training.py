@@ -29,7 +29,7 @@ from torch import nn
 
 from miaudit.errors import InvalidAuditInput, raise_if_problems
 from miaudit.models.augment import flip_and_shift
-from miaudit.validation import is_int, is_real
+from miaudit.validation import MAX_COUNT, MAX_LR, is_int, is_real
 
 __all__ = [
     "ProgressCallback",
@@ -55,10 +55,6 @@ PRECISIONS = ("float32", "bfloat16")
 # caches; 256 made the accuracy pass of small_cnn 1.3-1.7x faster (benchmarks/
 # trainer_throughput.py). A GPU prefers big chunks.
 _EVAL_BATCH = {"cpu": 256, "cuda": 2048}
-
-
-#: Largest epoch count, batch size or step size a training config accepts.
-MAX_COUNT = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,8 +206,8 @@ class TrainingConfig:
                 p.append(f"{name} must be at most {MAX_COUNT:,}, got {value!r}")
         if self.optimizer not in _OPTIMIZERS:
             p.append(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
-        if not is_real(self.lr) or self.lr <= 0:
-            p.append(f"lr must be a positive finite number, got {self.lr!r}")
+        if not is_real(self.lr) or not 0 < self.lr <= MAX_LR:
+            p.append(f"lr must be a positive number at most {MAX_LR:g}, got {self.lr!r}")
         if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             p.append(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if not isinstance(self.nesterov, bool):
