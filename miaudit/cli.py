@@ -52,12 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         help="log the audit as an MLflow run (as 'tracking: mlflow' in the file)",
     )
     audit.add_argument("--mlflow-uri", help="MLflow tracking URI (default: MLflow's own)")
-    audit.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check everything and print the plan (models to train and cached, queries, "
-        "memory, time from one timed epoch); train nothing, write nothing",
-    )
+    _dry_run_flag(audit)
 
     sweep = sub.add_parser(
         "sweep", help="audit every defense setting of a YAML file's 'sweep:' list"
@@ -66,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     sweep.add_argument("--data-dir", type=Path, help="folder holding the data sets")
     _trust_flags(sweep, code=False)
+    _dry_run_flag(sweep)
 
     unlearn = sub.add_parser(
         "unlearn", help="run the deletion study of a YAML file's 'unlearning:' section"
@@ -73,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     unlearn.add_argument("config", type=Path, help="YAML audit file with 'unlearning:'")
     unlearn.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     unlearn.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+    _dry_run_flag(unlearn)
 
     experiment = sub.add_parser(
         "experiment", help="self-audit: n models of one recipe, each audited with references"
@@ -80,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("config", type=Path, help="YAML experiment file")
     experiment.add_argument("--out", type=Path, help="output folder (default: the file's output)")
     experiment.add_argument("--data-dir", type=Path, help="folder holding the data sets")
+    _dry_run_flag(experiment)
 
     plan = sub.add_parser(
         "plan-references",
@@ -95,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     datasets = sub.add_parser("datasets", help="list the data sets found and where")
     datasets.add_argument("--data-dir", type=Path, help="folder holding the data sets")
     return parser
+
+
+def _dry_run_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print the plan (models to train and cached, queries, "
+        "memory, time from one timed epoch); train nothing, write nothing",
+    )
 
 
 def _trust_flags(parser: argparse.ArgumentParser, *, code: bool = True) -> None:
@@ -277,16 +284,48 @@ def _dry_run(args: argparse.Namespace, console) -> int:
         trust_code=args.trust_code,
         on_stage=lambda message: console.log(_inert(message)),
     )
-    console.print(_inert(f"Plan of {args.config} (nothing was trained or written):"))
-    for line in estimate.lines():
-        console.print(_inert(f"  {line}"), highlight=False)
+    _print_plan(console, args.config, [("", estimate.lines())])
     return EXIT_OK
+
+
+def _print_plan(console, path: Path, blocks: list[tuple[str, list[str]]]) -> None:
+    """A plan for the terminal: a title, then each block's lines (under its heading)."""
+    console.print(_inert(f"Plan of {path} (nothing was trained or written):"))
+    for heading, lines in blocks:
+        indent = "  "
+        if heading:
+            console.print(_inert(f"  {heading}"), highlight=False)
+            indent = "    "
+        for line in lines:
+            console.print(_inert(f"{indent}{line}"), highlight=False)
+
+
+def _stage_log(console):
+    return lambda message: console.log(_inert(message))
 
 
 def _run_sweep_file(args: argparse.Namespace, console) -> int:
 
     from miaudit.sweep import plan_sweep, run_sweep, sweep_table
 
+    if args.dry_run:
+        from miaudit.config import load_config
+        from miaudit.sweep import plan_sweep_costs
+
+        plans = plan_sweep_costs(
+            load_config(args.config),
+            data_dir=args.data_dir,
+            trust_pickle=args.trust_pickle,
+            on_stage=_stage_log(console),
+        )
+        blocks = [(f"setting {label!r}:", estimate.lines()) for label, estimate in plans]
+        timed = [e.seconds for _, e in plans]
+        if all(t is not None for t in timed):
+            from miaudit.resources import duration_text
+
+            blocks.append(("", [f"all settings: about {duration_text(sum(timed))} of training"]))
+        _print_plan(console, args.config, blocks)
+        return EXIT_OK
     config, out = _config_and_out(args)
     plan_sweep(config)  # every setting checked before the first model trains
     with warnings.catch_warnings():
@@ -308,6 +347,15 @@ def _run_unlearn_file(args: argparse.Namespace, console) -> int:
 
     from miaudit.unlearn_study import run_unlearning, unlearning_table
 
+    if args.dry_run:
+        from miaudit.config import load_config
+        from miaudit.unlearn_study import plan_unlearning
+
+        estimate = plan_unlearning(
+            load_config(args.config), data_dir=args.data_dir, on_stage=_stage_log(console)
+        )
+        _print_plan(console, args.config, [("", estimate.lines())])
+        return EXIT_OK
     config, out = _config_and_out(args)
     if config.unlearning is None:
         raise InvalidAuditInput(f"{args.config}: no 'unlearning:' section")
@@ -333,8 +381,21 @@ def _progress(console):
 def _run_experiment_file(args: argparse.Namespace, console) -> int:
 
     from miaudit.config import load_experiment_config
-    from miaudit.experiment_run import experiment_table, run_experiment, write_experiment
+    from miaudit.experiment_run import (
+        experiment_table,
+        plan_experiment,
+        run_experiment,
+        write_experiment,
+    )
 
+    if args.dry_run:
+        estimate = plan_experiment(
+            load_experiment_config(args.config),
+            data_dir=args.data_dir,
+            on_stage=_stage_log(console),
+        )
+        _print_plan(console, args.config, [("", estimate.lines())])
+        return EXIT_OK
     config, out = _config_and_out(args, load_experiment_config)
     progress = _progress(console)
     with warnings.catch_warnings(), progress:

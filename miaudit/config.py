@@ -435,7 +435,7 @@ class UnlearningSection(_Section):
     )
     #: Reference models for U-LiRA (trained, then unlearned by each method); 0: no U-LiRA.
     #: Used for retrain, finetune and gradient_ascent (a SISA per reference is not built).
-    ulira_references: StrictInt = Field(default=0, ge=0)
+    ulira_references: StrictInt = Field(default=0, ge=0, le=10_000)
     seed: StrictInt = 0
 
     @model_validator(mode="after")

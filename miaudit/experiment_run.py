@@ -62,23 +62,12 @@ def _subset(dataset: Dataset, size: int | None, seed: int) -> tuple[Dataset, np.
     return subset, chosen
 
 
-def run_experiment(
-    config: ExperimentConfig,
-    *,
-    data_dir: str | Path | None = None,
-    on_stage: Callable[[str], None] | None = None,
-    on_reference: Callable[[int, int, dict], None] | None = None,
-) -> ExperimentRun:
-    """Train (or load) the models of the self-audit the file describes and audit its
-    targets. The attacks and the recipe are checked before the data loads."""
+def _prepare(config: ExperimentConfig, data_dir, notify):
+    """Every check of the experiment, before anything trains: ``(attacks, recipe, full
+    data set, the records it uses, their indices)``."""
     from miaudit.attacks.registry import build_attacks, check_requirements
-    from miaudit.compute import ModelCache
-    from miaudit.compute.executors import make_executor
-    from miaudit.experiment import self_audit
     from miaudit.pipeline import _torch_recipe
 
-    started = time.perf_counter()
-    notify = on_stage or (lambda message: None)
     specs = build_attacks(config.attack_entries())
     # Every self-audit target is a model miaudit trained, queried for its logits.
     check_requirements(specs, AccessLevel.LOGITS, has_recipe=True)
@@ -97,6 +86,93 @@ def run_experiment(
     full = load_dataset(config.dataset.name, data_dir=data_dir or config.data_dir)
     dataset, indices = _subset(full, config.records, config.seed)
     recipe.validate(dataset)
+    return specs, recipe, full, dataset, indices
+
+
+def estimate_experiment(config: ExperimentConfig, recipe, dataset, *, calibrate_time=False):
+    """What the self-audit trains (and finds in the cache) and what it costs (a
+    :class:`~miaudit.resources.StudyEstimate`); refuses one that cannot fit in memory.
+    ``calibrate_time`` times one epoch of the recipe on half the records (``--dry-run``)."""
+    from miaudit.compute import ModelCache, ReferencePool, self_audit_size
+    from miaudit.references import resolve_queries
+    from miaudit.resources import (
+        QUERY_VIEWS,
+        StudyEstimate,
+        answers_bytes,
+        check_memory,
+        network_memory,
+        time_one_epoch,
+    )
+    from miaudit.signals.observations import MEMORY_MAP_ABOVE_MB
+
+    n_models = self_audit_size(config.n_references, config.n_targets)
+    n_views = QUERY_VIEWS.get(resolve_queries(config.queries, dataset, recipe), 1)
+    parts = {"data set": int(dataset.x.nbytes + dataset.y.nbytes)}
+    answers = answers_bytes(n_models, dataset.n_records, n_views)
+    if answers <= MEMORY_MAP_ABOVE_MB << 20:  # larger answers are mapped from disk
+        parts["model answers"] = answers
+    parts["one network in training"] = network_memory(recipe, dataset)[1]
+    total, available = check_memory(
+        parts,
+        "the experiment",
+        "use fewer references or targets, fewer records or a smaller network",
+    )
+    pool = ReferencePool(
+        recipe,
+        dataset,
+        np.arange(dataset.n_records),
+        n_models=n_models,
+        seed=config.seed,
+        cache=ModelCache(config.cache_dir),
+    )
+    cached = sum(pool.model_key(k) in pool.cache for k in range(n_models))
+    half = dataset.n_records // 2  # every model trains on a random half
+    lines = [
+        f"models: {n_models} {recipe.architecture} on {half} of "
+        f"{dataset.n_records} records each ({cached} already in the model cache, "
+        f"{n_models - cached} to train); {config.n_targets} of them audited in turn with "
+        f"{config.n_references} references",
+        f"queries: {n_models * dataset.n_records * n_views:,} to the models",
+    ]
+    estimate = StudyEstimate(
+        models=lines, memory_bytes=total, memory_parts=parts, available_bytes=available
+    )
+    if calibrate_time:
+        per_epoch = time_one_epoch(recipe, dataset, np.arange(half))
+        estimate.seconds = per_epoch * recipe.training.epochs * (n_models - cached)
+        estimate.seconds_note = (
+            f"one epoch on {half} records took {per_epoch:.2f} s; "
+            f"{n_models - cached} models of {recipe.training.epochs} epochs"
+        )
+    return estimate
+
+
+def plan_experiment(config: ExperimentConfig, *, data_dir=None, on_stage=None):
+    """What :func:`run_experiment` would do, without doing it (``miaudit experiment
+    --dry-run``): every check, then the plan with memory and, from one timed epoch, time."""
+    notify = on_stage or (lambda message: None)
+    _, recipe, _, dataset, _ = _prepare(config, data_dir, notify)
+    notify("estimating (one epoch of training is timed)")
+    return estimate_experiment(config, recipe, dataset, calibrate_time=True)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    data_dir: str | Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_reference: Callable[[int, int, dict], None] | None = None,
+) -> ExperimentRun:
+    """Train (or load) the models of the self-audit the file describes and audit its
+    targets. The attacks and the recipe are checked before the data loads."""
+    from miaudit.compute import ModelCache
+    from miaudit.compute.executors import make_executor
+    from miaudit.experiment import self_audit
+
+    started = time.perf_counter()
+    notify = on_stage or (lambda message: None)
+    specs, recipe, full, dataset, indices = _prepare(config, data_dir, notify)
+    estimate_experiment(config, recipe, dataset)  # memory: refused before any training
     notify(
         f"self-audit: {config.n_targets} target(s), {config.n_references} references each, "
         f"{dataset.n_records} records"

@@ -25,10 +25,28 @@ from typing import Any
 
 from miaudit.errors import InvalidAuditInput
 
-__all__ = ["AuditEstimate", "available_memory", "estimate_audit", "network_memory"]
+__all__ = [
+    "QUERY_VIEWS",
+    "AuditEstimate",
+    "StudyEstimate",
+    "answers_bytes",
+    "available_memory",
+    "check_memory",
+    "estimate_audit",
+    "network_memory",
+    "time_one_epoch",
+]
 
 #: Bytes of a float32.
 _FLOAT = 4
+
+#: Views each record is queried with, per query set (:func:`miaudit.references.query_set`).
+QUERY_VIEWS = {"none": 1, "flips": 2, "flips_and_shifts": 18}
+
+
+def answers_bytes(n_models: int, n_records: int, n_views: int) -> int:
+    """Memory of the answers held for reference attacks: φ and log p_y in float32."""
+    return 2 * n_models * n_records * n_views * _FLOAT
 
 
 def available_memory() -> int | None:
@@ -94,7 +112,6 @@ class AuditEstimate:
 
     def lines(self) -> list[str]:
         """The plan in plain lines, for the terminal."""
-        mib = 1 << 20
         out = [f"target: {self.target}"]
         if self.n_references:
             cached = (
@@ -108,21 +125,46 @@ class AuditEstimate:
             f"queries: {self.queries_target:,} to the target, {self.queries_references:,} to "
             "the reference models"
         )
-        parts = ", ".join(f"{k} {v / mib:,.0f} MiB" for k, v in self.memory_parts.items())
-        have = (
-            ""
-            if self.available_bytes is None
-            else f"; this machine has {self.available_bytes / mib:,.0f} MiB available"
+        return out + _cost_lines(self)
+
+
+@dataclass
+class StudyEstimate:
+    """The plan of a study (an unlearning study, a self-audit experiment): what it trains,
+    one line each, and what it costs (see the module docstring)."""
+
+    models: list[str]
+    memory_bytes: int
+    memory_parts: dict[str, int] = field(default_factory=dict)
+    seconds: float | None = None
+    seconds_note: str = ""
+    available_bytes: int | None = None
+
+    def lines(self) -> list[str]:
+        """The plan in plain lines, for the terminal."""
+        return list(self.models) + _cost_lines(self)
+
+
+def _cost_lines(estimate: AuditEstimate | StudyEstimate) -> list[str]:
+    """The memory and time lines of a plan."""
+    mib = 1 << 20
+    parts = ", ".join(f"{k} {v / mib:,.0f} MiB" for k, v in estimate.memory_parts.items())
+    have = (
+        ""
+        if estimate.available_bytes is None
+        else f"; this machine has {estimate.available_bytes / mib:,.0f} MiB available"
+    )
+    out = [f"memory: about {estimate.memory_bytes / mib:,.0f} MiB at most ({parts}){have}"]
+    if estimate.seconds is not None:
+        out.append(
+            f"time: about {duration_text(estimate.seconds)} of training ({estimate.seconds_note})"
         )
-        out.append(f"memory: about {self.memory_bytes / mib:,.0f} MiB at most ({parts}){have}")
-        if self.seconds is not None:
-            out.append(f"time: about {_duration(self.seconds)} of training ({self.seconds_note})")
-        elif self.seconds_note:
-            out.append(f"time: {self.seconds_note}")
-        return out
+    elif estimate.seconds_note:
+        out.append(f"time: {estimate.seconds_note}")
+    return out
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -160,13 +202,13 @@ def estimate_audit(
         from miaudit.references import resolve_queries
 
         name = resolve_queries(references.queries, dataset, references.recipe)
-        n_views = {"none": 1, "flips": 2, "flips_and_shifts": 18}.get(name, 1)
+        n_views = QUERY_VIEWS.get(name, 1)
     n_audited = int(split.audited.size)
     n_population = 0 if plan.design is None else int(plan.design.population.size)
     answer_records = n_audited + n_population
     queries_target = answer_records * n_views if plan.n_references else n_audited
     queries_references = plan.n_references * answer_records * n_views
-    answers = 2 * queries_references * _FLOAT
+    answers = answers_bytes(plan.n_references, answer_records, n_views)
     mapped_above = None if references is None else references.memory_map_above
     if answers and (mapped_above is None or answers <= mapped_above):
         parts["reference answers"] = answers
@@ -178,17 +220,12 @@ def estimate_audit(
             network = max(network, network_memory(recipe, dataset)[1])
     if network:
         parts["one network in training"] = network
-    total = sum(parts.values())
-    available = available_memory()
-    if available is not None and total > available:
-        mib = 1 << 20
-        raise InvalidAuditInput(
-            f"the audit would need about {total / mib:,.0f} MiB of memory ("
-            + ", ".join(f"{k} {v / mib:,.0f} MiB" for k, v in parts.items())
-            + f") but this machine has {available / mib:,.0f} MiB available; make the "
-            "network smaller (target.recipe.params), audit fewer records or use fewer "
-            "references"
-        )
+    total, available = check_memory(
+        parts,
+        "the audit",
+        "make the network smaller (target.recipe.params), audit fewer records or use fewer "
+        "references",
+    )
     target, cached = "", None
     if look_up_cache:  # hashes the data set and the design: for the plan, not every run
         target = _describe_target(config, target_recipe, references, dataset, split)
@@ -206,6 +243,49 @@ def estimate_audit(
     if calibrate_time:
         _time_estimate(estimate, target_recipe, references, dataset, split, plan, cached)
     return estimate
+
+
+def check_memory(parts: dict[str, int], what: str, advice: str) -> tuple[int, int | None]:
+    """``(total, available)`` bytes of a plan whose parts are ``parts``.
+
+    Raises
+    ------
+    InvalidAuditInput
+        When the total exceeds what the machine has available, with both figures, the
+        parts, and ``advice``.
+    """
+    total = sum(parts.values())
+    available = available_memory()
+    if available is not None and total > available:
+        mib = 1 << 20
+        raise InvalidAuditInput(
+            f"{what} would need about {total / mib:,.0f} MiB of memory ("
+            + ", ".join(f"{k} {v / mib:,.0f} MiB" for k, v in parts.items())
+            + f") but this machine has {available / mib:,.0f} MiB available; {advice}"
+        )
+    return total, available
+
+
+def time_one_epoch(recipe: Any, dataset: Any, indices: Any) -> float | None:
+    """Seconds of one epoch of ``recipe`` on records ``indices``; None for a recipe that
+    is not miaudit's trainer (only running the user's code would tell)."""
+    from dataclasses import replace
+
+    from miaudit.models import TorchRecipe
+
+    if not isinstance(recipe, TorchRecipe):
+        return None
+    one_epoch = replace(recipe, training=replace(recipe.training, epochs=1))
+    started = time.perf_counter()
+    one_epoch.train(dataset, indices, seed=0)
+    return time.perf_counter() - started
+
+
+#: Why a plan has no time: the recipe is not miaudit's trainer.
+NOT_TIMED = (
+    "not estimated: the recipe is not miaudit's trainer, and only running the user's code "
+    "or estimator would tell"
+)
 
 
 def _describe_target(config, target_recipe, references, dataset, split) -> str:
@@ -244,22 +324,12 @@ def _cached_references(references, dataset, split, plan) -> int | None:
 
 def _time_estimate(estimate, target_recipe, references, dataset, split, plan, cached) -> None:
     """One epoch of miaudit's trainer, timed on the target's members, scaled up."""
-    from dataclasses import replace
-
-    from miaudit.models import TorchRecipe
-
     recipe = getattr(references, "recipe", None) or target_recipe
-    if not isinstance(recipe, TorchRecipe):
-        estimate.seconds_note = (
-            "not estimated: the recipe is not miaudit's trainer, and only running the "
-            "user's code or estimator would tell"
-        )
-        return
-    one_epoch = replace(recipe, training=replace(recipe.training, epochs=1))
     members = split.members
-    started = time.perf_counter()
-    one_epoch.train(dataset, members, seed=0)
-    per_epoch = time.perf_counter() - started
+    per_epoch = time_one_epoch(recipe, dataset, members)
+    if per_epoch is None:
+        estimate.seconds_note = NOT_TIMED
+        return
     n_train = plan.design.train_size if plan.design is not None else members.size
     per_model = per_epoch * recipe.training.epochs * n_train / max(members.size, 1)
     to_train = plan.n_references - (cached or 0)

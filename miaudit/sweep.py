@@ -29,7 +29,7 @@ from miaudit.errors import InvalidAuditInput
 from miaudit.evaluation.results import AuditResult
 from miaudit.preflight import preflight, target_access
 
-__all__ = ["SweepResult", "SweepRow", "plan_sweep", "run_sweep", "sweep_table"]
+__all__ = ["SweepResult", "SweepRow", "plan_sweep", "plan_sweep_costs", "run_sweep", "sweep_table"]
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,7 @@ def _row(setting: SweepSetting, result: AuditResult, skipped: list[str]) -> Swee
 def _check_recipes(planned, dataset) -> None:
     """Each setting's recipe builds and fits the data (DP layers included)."""
     from miaudit.pipeline import _torch_recipe
+    from miaudit.resources import check_memory, network_memory
     from miaudit.targets.defenses import check_output_defenses
 
     for setting, derived, _ in planned:
@@ -190,8 +191,46 @@ def _check_recipes(planned, dataset) -> None:
             recipe = _torch_recipe(derived.target.recipe, where=f"sweep {setting.label!r}")
             try:
                 recipe.validate(dataset)
+                parts = {
+                    "data set": int(dataset.x.nbytes + dataset.y.nbytes),
+                    "one network in training": network_memory(recipe, dataset)[1],
+                }
+                check_memory(parts, "the setting", "make its network smaller (params)")
             except InvalidAuditInput as error:
                 raise InvalidAuditInput(f"sweep {setting.label!r}: {error}") from None
+
+
+def plan_sweep_costs(
+    config: AuditConfig,
+    *,
+    data_dir: str | Path | None = None,
+    trust_pickle: bool = False,
+    on_stage=None,
+) -> list[tuple[str, Any]]:
+    """What :func:`run_sweep` would do, without doing it (``miaudit sweep --dry-run``):
+    every check, then each setting's plan (:func:`miaudit.pipeline.plan_config`, one timed
+    epoch each), as ``(label, AuditEstimate)``."""
+    from miaudit.data import load_dataset
+    from miaudit.pipeline import plan_config
+
+    planned = plan_sweep(config)
+    dataset = load_dataset(
+        config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
+    )
+    _check_recipes(planned, dataset)
+    notify = on_stage or (lambda message: None)
+    plans = []
+    for i, (setting, derived, _) in enumerate(planned):
+        notify(f"setting {i + 1}/{len(planned)}: {setting.label}")
+        plans.append(
+            (
+                setting.label,
+                plan_config(
+                    derived, data_dir=data_dir, trust_pickle=trust_pickle, on_stage=on_stage
+                ),
+            )
+        )
+    return plans
 
 
 def run_sweep(

@@ -25,7 +25,14 @@ import numpy as np
 from miaudit.config import AuditConfig, UnlearningMethod
 from miaudit.errors import InvalidAuditInput
 
-__all__ = ["UnlearningResult", "UnlearningRow", "run_unlearning", "unlearning_table"]
+__all__ = [
+    "UnlearningResult",
+    "UnlearningRow",
+    "estimate_unlearning",
+    "plan_unlearning",
+    "run_unlearning",
+    "unlearning_table",
+]
 
 
 @dataclass(frozen=True)
@@ -148,10 +155,128 @@ def _unlearn_fn(method: UnlearningMethod, recipe):
     return lambda m, d, r, f, s: recipe.train(d, r, seed=s).model
 
 
-def run_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, on_stage=None):
-    """Run the study; nothing is written."""
+def _prepare(config: AuditConfig, data_dir: str | Path | None):
+    """Every check of the study, before anything trains: ``(dataset, split, recipe,
+    requests)``."""
     from miaudit.data import load_dataset
     from miaudit.pipeline import _torch_recipe, build_split
+
+    if config.unlearning is None:
+        raise InvalidAuditInput("the audit file has no 'unlearning:' section")
+    if config.target.recipe is None:
+        raise InvalidAuditInput(
+            "unlearning retrains the target, so it needs target.recipe (a PyTorch recipe)"
+        )
+    dataset = load_dataset(
+        config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
+    )
+    split = build_split(config, dataset)
+    split.check_within(dataset.n_records)
+    recipe = _torch_recipe(config.target.recipe)
+    recipe.validate(dataset)
+    requests = _requests(config, split.members, dataset.y)  # bad requests fail here
+    _check_before_training(config.unlearning, requests, split.members.size)
+    return dataset, split, recipe, requests
+
+
+def _method_cost(method: UnlearningMethod, recipe) -> float:
+    """Training a method costs per deletion, in full trainings of the recipe: retraining
+    one; SISA at most (slices + 1) / 2 (every stage of every shard from the first slice,
+    a stage training on the slices so far); fine-tuning its epochs over the recipe's;
+    gradient ascent next to nothing."""
+    if method.name == "retrain":
+        return 1.0
+    if method.name == "sisa":
+        return (method.slices + 1) / 2
+    if method.name == "finetune":
+        return method.epochs / recipe.training.epochs
+    return 0.0
+
+
+def estimate_unlearning(
+    config: AuditConfig, dataset, split, recipe, requests, *, calibrate_time: bool = False
+):
+    """What the study trains and what it costs (a
+    :class:`~miaudit.resources.StudyEstimate`); refuses a study that cannot fit in memory.
+    ``calibrate_time`` times one epoch of the recipe on the members (``--dry-run``)."""
+    from miaudit.resources import (
+        NOT_TIMED,
+        StudyEstimate,
+        check_memory,
+        network_memory,
+        time_one_epoch,
+    )
+
+    section = config.unlearning
+    n_requests = len(requests)
+    lines = [
+        f"original model: 1 {recipe.architecture} on {split.members.size} members",
+        f"deletion requests: {n_requests} ({', '.join(name for name, _ in requests)}), "
+        "each followed by full retraining",
+    ]
+    full = 1.0 + n_requests  # the original and one exact retraining per request
+    sisa_settings = {
+        (m.shards, m.slices, m.aggregate): m for m in section.methods if m.name == "sisa"
+    }
+    for method in section.methods:
+        if method.name == "retrain":
+            continue  # the exact retraining above serves it
+        cost = _method_cost(method, recipe)
+        full += cost * n_requests
+        lines.append(f"{_describe(method)}: per request about {cost:.2g} full trainings")
+    for method in sisa_settings.values():
+        full += _method_cost(method, recipe)  # the ensemble's first fit
+    n_ulira = 0
+    if section.ulira_references:
+        ulira_methods = [m for m in section.methods if m.name != "sisa"]
+        n_ulira = section.ulira_references * len(ulira_methods) * n_requests
+        full += sum(
+            section.ulira_references * (1.0 + _method_cost(m, recipe)) * n_requests
+            for m in ulira_methods
+        )
+        lines.append(
+            f"U-LiRA: {section.ulira_references} references per request and method "
+            f"({n_ulira} models, each trained and unlearned)"
+        )
+    n_params, network = network_memory(recipe, dataset)
+    parts = {
+        "data set": int(dataset.x.nbytes + dataset.y.nbytes),
+        "one network in training": network,
+    }
+    held = max((m.shards for m in sisa_settings.values()), default=0) + 2
+    parts["models held"] = held * n_params * 4  # the original, one unlearned, a SISA's shards
+    total, available = check_memory(
+        parts,
+        "the unlearning study",
+        "make the network smaller (target.recipe.params), use fewer SISA shards or fewer members",
+    )
+    estimate = StudyEstimate(
+        models=lines, memory_bytes=total, memory_parts=parts, available_bytes=available
+    )
+    if calibrate_time:
+        per_epoch = time_one_epoch(recipe, dataset, split.members)
+        if per_epoch is None:
+            estimate.seconds_note = NOT_TIMED
+        else:
+            estimate.seconds = per_epoch * recipe.training.epochs * full
+            estimate.seconds_note = (
+                f"one epoch on {split.members.size} records took {per_epoch:.2f} s; about "
+                f"{full:.3g} trainings of {recipe.training.epochs} epochs"
+            )
+    return estimate
+
+
+def plan_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, on_stage=None):
+    """What :func:`run_unlearning` would do, without doing it (``miaudit unlearn
+    --dry-run``): every check, then the plan with memory and, from one timed epoch, time."""
+    notify = on_stage or (lambda message: None)
+    dataset, split, recipe, requests = _prepare(config, data_dir)
+    notify("estimating (one epoch of training is timed)")
+    return estimate_unlearning(config, dataset, split, recipe, requests, calibrate_time=True)
+
+
+def run_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, on_stage=None):
+    """Run the study; nothing is written."""
     from miaudit.targets import TorchTarget
     from miaudit.unlearning import (
         SISA,
@@ -162,24 +287,13 @@ def run_unlearning(config: AuditConfig, *, data_dir: str | Path | None = None, o
         verify_forgetting,
     )
 
-    if config.unlearning is None:
-        raise InvalidAuditInput("the audit file has no 'unlearning:' section")
-    if config.target.recipe is None:
-        raise InvalidAuditInput(
-            "unlearning retrains the target, so it needs target.recipe (a PyTorch recipe)"
-        )
     notify = on_stage or (lambda message: None)
     started = time.perf_counter()
-    dataset = load_dataset(
-        config.dataset.name, data_dir=data_dir or config.data_dir, **config.dataset.options
-    )
-    split = build_split(config, dataset)
-    split.check_within(dataset.n_records)
-    recipe = _torch_recipe(config.target.recipe)
-    recipe.validate(dataset)
+    if config.unlearning is not None:
+        notify(f"loading data set {config.dataset.name}")
+    dataset, split, recipe, requests = _prepare(config, data_dir)
+    estimate_unlearning(config, dataset, split, recipe, requests)  # memory: refused now
     section = config.unlearning
-    requests = _requests(config, split.members, dataset.y)  # bad requests fail here
-    _check_before_training(section, requests, split.members.size)
     never_seen = split.nonmembers
     seed = config.target.recipe.seed
     notify("training the original model")
