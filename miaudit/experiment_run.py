@@ -85,6 +85,12 @@ def _prepare(config: ExperimentConfig, data_dir, notify):
     notify(f"loading data set {config.dataset.name}")
     full = load_dataset(config.dataset.name, data_dir=data_dir or config.data_dir)
     dataset, indices = _subset(full, config.records, config.seed)
+    if config.population_size is not None and config.population_size > dataset.n_records:
+        raise InvalidAuditInput(
+            f"population_size: {config.population_size} population records asked for, but "
+            f"the experiment has {dataset.n_records} records (every record is a candidate); "
+            "give at most that many, or leave it out to use them all"
+        )
     recipe.validate(dataset)
     return specs, recipe, full, dataset, indices
 

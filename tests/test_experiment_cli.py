@@ -80,6 +80,15 @@ def test_experiment_writes_an_audit_report_per_target_and_a_summary(tmp_path, ca
         ({"attacks": ["nope"]}, "nope"),
         ({"recipe": {**RECIPE, "architecture": "vgg99"}}, "vgg99"),
         ({"split": {"members": 3}}, "split"),
+        ({"n_references": 10**12}, "n_references"),
+        ({"n_targets": 10**9}, "n_targets"),
+        ({"population_size": 10**8}, "population_size"),
+        ({"recipe": {**RECIPE, "training": {"epochs": 10**20}}}, "epochs"),
+        ({"recipe": {**RECIPE, "training": {"lr": 1e300}}}, "lr"),
+        ({"recipe": {**RECIPE, "params": {"hidden": [10**11]}}}, "MiB available"),
+        ({"queries": "mirror"}, "queries"),
+        ({"executor": "cluster"}, "executor"),
+        ({"workers": 0}, "workers"),
     ],
 )
 def test_bad_experiment_files_exit_2_before_training(

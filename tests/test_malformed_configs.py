@@ -402,6 +402,26 @@ STUDY_CASES = {
         {"sweep": [{"label": "base"}, {"label": "top", "defenses": [{"name": "top_k", "k": 12}]}]},
         r"sweep 'top': defenses: .*k must be an int in \[1, 10\], got 12",
     ),
+    "sweep with repeated labels": (
+        "sweep",
+        {"sweep": [{"label": "a"}, {"label": "a"}]},
+        "sweep labels must be unique",
+    ),
+    "sweep setting with an unknown defense": (
+        "sweep",
+        {"sweep": [{"label": "x", "defenses": [{"name": "blur"}]}]},
+        "blur",
+    ),
+    "sweep setting with epochs beyond the maximum": (
+        "sweep",
+        {"sweep": [{"label": "long", "training": {"epochs": 10**20}}]},
+        r"epochs must be at most 1,000,000",
+    ),
+    "sweep setting with a network that cannot fit": (
+        "sweep",
+        {"sweep": [{"label": "huge", "params": {"hidden": [10**11]}}]},
+        r"sweep 'huge': the setting would need about .* MiB available",
+    ),
     "audit top_k above the class count": (
         "audit",
         {"target": {**BASE["target"], "defenses": [{"name": "top_k", "k": 11}]}},
