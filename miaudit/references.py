@@ -785,13 +785,27 @@ def check_determinism(pool, audited, queries, audited_refs: Observations, setup)
     ):
         return None
     records = audited[: min(DETERMINISM_RECORDS, audited.size)]
+    stored = None if pool.cache is None else _determinism_file(pool, records)
+    if stored is not None and (known := _read_determinism(stored)) is not None:
+        return {**_determinism_facts(records.size, known), "from_cache": True}
     again = pool.recipe.train(pool.dataset, pool.training_indices(0), seed=pool.model_seed(0))
     second = observe_models([again.model], pool.dataset, records, queries=queries)
     first = audited_refs.scaled_logit[0, : records.size]
     difference = float(np.max(np.abs(second.scaled_logit[0] - first)))
+    if stored is not None:
+        import json
+
+        from miaudit.atomic import atomic_write
+
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(stored, lambda tmp: tmp.write_text(json.dumps({"difference": difference})))
+    return {**_determinism_facts(records.size, difference), "from_cache": False}
+
+
+def _determinism_facts(n_records: int, difference: float) -> dict:
     same = difference <= 1e-5
     return {
-        "checked_records": int(records.size),
+        "checked_records": int(n_records),
         "max_abs_difference_scaled_logit": difference,
         "deterministic": same,
         "note": "two trainings of reference 0 with one seed gave the same answers"
@@ -801,6 +815,31 @@ def check_determinism(pool, audited, queries, audited_refs: Observations, setup)
         "threads); references are still valid draws, but a cached model and a retrained "
         "one differ",
     }
+
+
+def _determinism_file(pool, records: np.ndarray):
+    """Where the model cache keeps the outcome of a determinism check: keyed by reference
+    0's cache key (code, params, data, records, seed) and the records compared."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(records, dtype=np.int64).tobytes()).hexdigest()
+    return pool.cache.root / "determinism" / f"{pool.model_key(0)}-{digest[:16]}.json"
+
+
+def _read_determinism(path) -> float | None:
+    """The difference a past check measured, or None (absent, or not exactly what this
+    code writes: one finite, non-negative float; anything else is ignored and redone)."""
+    import json
+    import math
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("difference") if isinstance(data, dict) and len(data) == 1 else None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return value
+    return None
 
 
 def reference_warnings(evidence: ReferenceEvidence, n_classes: int) -> list[str]:

@@ -312,6 +312,19 @@ def test_yaml_python_recipe_trains_target_and_references(tmp_path):
     auc = {a["name"]: a["auc"] for a in report["attacks"]}
     assert auc["rmia_offline"] > auc["loss"] > 0.55  # an overfit net, seen by both
     assert report["target"]["recipe"]["function"] == "train.py:train"
+    assert refs["determinism"]["from_cache"] is False
+    # A rerun does not train reference 0 again to check determinism: the outcome is cached,
+    # as data this code reads back strictly (anything else is ignored and measured again).
+    assert main(["--quiet", "audit", str(path), "--out", str(out), "--trust-code"]) == 0
+    again = json.loads((out / "report.json").read_text())["target"]["references"]
+    assert again["determinism"]["from_cache"] is True
+    assert again["determinism"]["deterministic"] is True
+    (stored,) = (tmp_path / "cache" / "determinism").glob("*.json")
+    stored.write_text('{"difference": "__import__(\'os\')"}')
+    assert main(["--quiet", "audit", str(path), "--out", str(out), "--trust-code"]) == 0
+    third = json.loads((out / "report.json").read_text())["target"]["references"]
+    assert third["determinism"]["from_cache"] is False
+    assert json.loads(stored.read_text()) == {"difference": 0.0}
 
 
 @pytest.mark.parametrize(
